@@ -1,0 +1,49 @@
+# Two commands matter: `make demo` and `make test`. Each sets up what it needs on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+# Scaled-out test run: PostgreSQL and Redis of this machine (see README).
+PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: help demo test lint fmt test-embedded test-scaled chromium clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+chromium:  ## install Debian's chromium when missing (browser tests drive it)
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+demo: $(STAMP)  ## start the server on SQLite, launch a demo batch, print a sign-in link to its page
+	$(BIN)/livebatch demo
+
+fmt: $(STAMP)  ## format and fix what ruff can
+	$(BIN)/ruff format src tests && $(BIN)/ruff check --fix src tests
+
+lint: $(STAMP)  ## ruff format --check, ruff check, mypy --strict
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+test-embedded: $(STAMP) chromium  ## the suite on SQLite and the in-process queue
+	$(BIN)/pytest -q
+
+test-scaled: $(STAMP) chromium  ## the suite again on PostgreSQL and Redis (fails, not skips, when they are missing under CI)
+	$(BIN)/pytest -q --backend=scaled --pg-url='$(PG_URL)' --redis-url='$(REDIS_URL)'
+
+test: lint test-embedded test-scaled  ## lint, type checks, then the whole suite on both deployments
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+from livebatch.cli import main
+
+main()

@@ -1,0 +1,172 @@
+"""The FastAPI application: routes, the error shape, limits, health and metrics, and the lifespan
+that builds (and tears down) the process's runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from livebatch import __version__
+from livebatch.batches import api as batches_api
+from livebatch.config import Settings
+from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
+from livebatch.migrate import upgrade_async
+from livebatch.runtime import Runtime
+from livebatch.users import api as users_api
+
+logger = logging.getLogger("livebatch.app")
+
+_HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+}
+
+
+def create_app(
+    settings: Settings | None = None, *, worker: bool | None = None, runtime: Runtime | None = None
+) -> FastAPI:
+    """The app. `worker` (default: only when embedded) makes this process also run item work;
+    a given `runtime` is used as is and left for the caller to close."""
+    settings = settings or (runtime.settings if runtime else Settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        if settings.is_sqlite:
+            await upgrade_async(settings.effective_database_url)
+        rt = Runtime(settings, worker=settings.redis_url is None if worker is None else worker)
+        await rt.start()
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            await rt.aclose()
+
+    app = FastAPI(
+        title="livebatch",
+        version=__version__,
+        summary="Launch a batch of AI-generated exam items and watch it live.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(batches_api.router)
+    app.include_router(users_api.router)
+    _add_operations(app)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_operations(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "A dependency is unreachable"}})
+    async def readyz(request: Request) -> JSONResponse:
+        """The database (and Redis, when configured) answer."""
+        rt: Runtime = request.app.state.runtime
+        checks: dict[str, str] = {}
+        try:
+            async with rt.db.read_session() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        ping = getattr(rt.bus, "ping", None)
+        if ping is not None:
+            try:
+                await ping()
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"unavailable: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics."""
+        rt: Runtime = request.app.state.runtime
+        async with rt.db.read_session() as session:
+            body = await rt.metrics.render(session)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LivebatchError)
+    async def _livebatch_error(request: Request, exc: LivebatchError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body("VALIDATION_ERROR", describe_validation(exc.errors())), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("INTERNAL", "Something went wrong on our side."), status_code=500)
+
+
+def describe_validation(errors: Any) -> str:
+    """One readable line per problem: `body.targetCount: Input should be greater than or equal to 1`."""
+    parts = []
+    for error in list(errors)[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts) or "The request is not valid."
+
+
+class BodySizeLimit:
+    """Refuses bodies over `max_bytes` (413), by Content-Length or while a chunked body streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    too_large = PayloadTooLarge(f"The request body is over {self.max_bytes} bytes.")
+                    response = JSONResponse(error_body(too_large.code, too_large.message), status_code=413)
+                    await response(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(f"The request body is over {self.max_bytes} bytes.")
+            return message
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,126 @@
+"""Who is calling: a JWT from `Authorization: Bearer`, or the same JWT in the HttpOnly session cookie
+(`EventSource` cannot send headers). The role comes from a configurable claim; the user must exist.
+
+A request that changes state on the strength of the cookie must come from this site: browsers send
+`Origin` on such requests, and SameSite=Lax alone still lets a sibling subdomain post.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import jwt
+from fastapi import Depends, Request
+
+from livebatch.config import Settings
+from livebatch.db import ReadSessionDep
+from livebatch.errors import Forbidden, Unauthorized
+from livebatch.users import repository
+from livebatch.users.models import Role, User
+
+COOKIE = "livebatch_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user: User
+    role: str
+    via: str  # "bearer" | "cookie"
+
+
+def mint_token(settings: Settings, user: User, *, now: datetime, ttl: timedelta | None = None) -> str:
+    lifetime = ttl or timedelta(seconds=settings.jwt_ttl_s)
+    claims: dict[str, Any] = {
+        "sub": str(user.id),
+        "email": user.email,
+        settings.jwt_role_claim: user.role,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+    }
+    return jwt.encode(claims, settings.effective_jwt_secret, algorithm=settings.jwt_algorithm)
+
+
+def decode_token(settings: Settings, token: str) -> dict[str, Any]:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.effective_jwt_secret,
+            algorithms=[settings.jwt_algorithm],
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("The token has expired; sign in again.") from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthorized("The token is not valid yet.") from None
+    except jwt.InvalidAlgorithmError:
+        raise Unauthorized(f"The token is not signed with {settings.jwt_algorithm}.") from None
+    except jwt.InvalidSignatureError:
+        raise Unauthorized("The token's signature does not match.") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthorized(f"The token lacks the {exc.claim!r} claim.") from None
+    except jwt.InvalidTokenError:
+        raise Unauthorized("The token is malformed.") from None
+    return claims
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.runtime.settings
+    return settings
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def check_same_site(request: Request, settings: Settings) -> None:
+    own = {_origin(str(request.base_url)), _origin(settings.public_url)}
+    origin = request.headers.get("origin")
+    if origin is not None:
+        if origin.lower() in own:
+            return
+        raise Forbidden("Cross-site request refused: its Origin is not this site.")
+    if request.headers.get("sec-fetch-site") in ("same-origin", "none"):
+        return
+    raise Forbidden("Cross-site request refused: a request signed in by cookie must send its Origin.")
+
+
+async def identify(request: Request, session: ReadSessionDep) -> Identity:
+    settings = _settings(request)
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+        via = "bearer"
+    elif (cookie := request.cookies.get(COOKIE)) is not None:
+        token, via = cookie, "cookie"
+    else:
+        raise Unauthorized("Sign in first: send a bearer token or the session cookie.")
+    claims = decode_token(settings, token.strip())
+    try:
+        user_id = UUID(str(claims["sub"]))
+    except ValueError:
+        raise Unauthorized("The token's subject is not a user id.") from None
+    user = await repository.get_user(session, user_id)
+    if user is None:
+        raise Unauthorized("The token's user no longer exists.")
+    if via == "cookie" and request.method not in SAFE_METHODS:
+        check_same_site(request, settings)
+    return Identity(user=user, role=str(claims.get(settings.jwt_role_claim, "")), via=via)
+
+
+async def require_faculty(identity: Annotated[Identity, Depends(identify)]) -> User:
+    if identity.role != Role.faculty:
+        raise Forbidden("Only faculty members can generate items.")
+    return identity.user
+
+
+CurrentIdentity = Annotated[Identity, Depends(identify)]
+FacultyUser = Annotated[User, Depends(require_faculty)]

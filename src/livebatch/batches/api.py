@@ -1,0 +1,209 @@
+"""The batch API: parse, authorize by dependency, call one service, own the commit, return."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from livebatch.auth import FacultyUser
+from livebatch.batches import repository, service, stream
+from livebatch.batches.models import Batch
+from livebatch.batches.schemas import (
+    BatchCreate,
+    BatchDetail,
+    BatchPage,
+    BatchRead,
+    FeedEntry,
+    GeneratedItemPage,
+    GeneratedItemRead,
+)
+from livebatch.courses.models import Course
+from livebatch.db import ReadSessionDep, SessionDep
+from livebatch.errors import BadRequest, error_body
+from livebatch.runtime import Runtime
+
+router = APIRouter(prefix="/api/v1/generation", tags=["generation"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "Missing, malformed, expired or wrongly signed token",
+        "content": {"application/json": {"example": error_body("UNAUTHORIZED", "Sign in first.")}},
+    },
+    403: {
+        "description": "Not faculty, or not the batch's owner",
+        "content": {"application/json": {"example": error_body("FORBIDDEN", "This batch belongs to someone else.")}},
+    },
+    404: {
+        "description": "No such batch",
+        "content": {"application/json": {"example": error_body("NOT_FOUND", "Batch 0 does not exist.")}},
+    },
+}
+
+
+def _runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+
+
+async def _read(session: AsyncSession, batch: Batch) -> BatchRead:
+    course = await session.get(Course, batch.course_id)
+    return BatchRead.of(batch, course, service.snapshot_of(batch))
+
+
+@router.post("/batch", status_code=201, response_model=BatchRead, responses=ERRORS)
+async def create_batch(spec: BatchCreate, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
+    batch = await service.create_batch(session, spec, owner=user, limits=rt.limits, now=rt.now())
+    read = await _read(session, batch)
+    await rt.commit(session)  # the first items are queued only after this
+    return read
+
+
+@router.get("/batches", response_model=BatchPage, responses=ERRORS)
+async def list_batches(
+    session: ReadSessionDep,
+    user: FacultyUser,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> BatchPage:
+    batches = await repository.batches_page(session, user.id, before=_decode_cursor(cursor), limit=limit + 1)
+    page = [await _read(session, b) for b in batches[:limit]]
+    more = len(batches) > limit
+    return BatchPage(batches=page, next_cursor=_encode_cursor(batches[limit - 1]) if more else None)
+
+
+@router.get("/batch/{batch_id}", response_model=BatchDetail, responses=ERRORS)
+async def read_batch(
+    batch_id: str,
+    session: ReadSessionDep,
+    user: FacultyUser,
+    feed: Annotated[int, Query(ge=0, le=10_000, description="Most feed rows to return")] = 1000,
+) -> BatchDetail:
+    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+    # last_seq is read with the batch, before the feed: a feed newer than it is harmless (replayed
+    # events are idempotent in the page's reducer), one older would lose events.
+    last_event_id = batch.last_seq
+    items = await repository.feed_items(session, batch.id, limit=feed)
+    read = await _read(session, batch)
+    return BatchDetail(**read.model_dump(), items=[FeedEntry.of(i) for i in items], last_event_id=last_event_id)
+
+
+@router.get(
+    "/batch/{batch_id}/progress",
+    responses={
+        **ERRORS,
+        200: {"content": {"text/event-stream": {}}, "description": "The batch's events"},
+        204: {"description": "The batch is over and its last event was seen"},
+        422: {"description": "Bad Last-Event-ID"},
+    },
+)
+async def stream_progress(
+    batch_id: str,
+    user: FacultyUser,
+    rt: RuntimeDep,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
+) -> Response:
+    return await stream.open_stream(rt, batch_id, user, header_id=last_event_id_header, query_id=last_event_id)
+
+
+@router.post("/batch/{batch_id}/pause", response_model=BatchRead, responses=ERRORS)
+async def pause_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
+    batch = await service.pause_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
+    read = await _read(session, batch)
+    await rt.commit(session)
+    return read
+
+
+@router.post("/batch/{batch_id}/resume", response_model=BatchRead, responses=ERRORS)
+async def resume_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
+    batch = await service.resume_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
+    read = await _read(session, batch)
+    await rt.commit(session)
+    return read
+
+
+@router.post("/batch/{batch_id}/cancel", response_model=BatchRead, responses=ERRORS)
+async def cancel_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
+    batch = await service.cancel_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
+    read = await _read(session, batch)
+    await rt.commit(session)
+    return read
+
+
+@router.post("/batch/{batch_id}/retry-failed", response_model=BatchRead, responses=ERRORS)
+async def retry_failed(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
+    batch = await service.retry_failed(
+        session, service.parse_batch_id(batch_id), user=user, limits=rt.limits, now=rt.now()
+    )
+    read = await _read(session, batch)
+    await rt.commit(session)
+    return read
+
+
+@router.get("/batch/{batch_id}/items", response_model=GeneratedItemPage, responses=ERRORS)
+async def list_generated_items(
+    batch_id: str,
+    session: ReadSessionDep,
+    user: FacultyUser,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[int, Query(ge=-1, description="Item index the previous page ended at")] = -1,
+) -> GeneratedItemPage:
+    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+    rows = await repository.generated_page(session, batch.id, after_index=cursor, limit=limit + 1)
+    items = [GeneratedItemRead.of(g) for g in rows[:limit]]
+    return GeneratedItemPage(items=items, next_cursor=rows[limit - 1].idx if len(rows) > limit else None)
+
+
+@router.get(
+    "/batch/{batch_id}/items.jsonl",
+    responses={
+        **ERRORS,
+        200: {"content": {"application/x-ndjson": {}}, "description": "One generated item per line"},
+    },
+)
+async def export_generated_items(batch_id: str, session: ReadSessionDep, user: FacultyUser, rt: RuntimeDep) -> Response:
+    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+    return StreamingResponse(
+        _jsonl(rt, batch.id),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}.jsonl"'},
+    )
+
+
+async def _jsonl(rt: Runtime, batch_id: UUID) -> AsyncIterator[bytes]:
+    after = -1
+    while True:
+        async with rt.db.read_session() as session:
+            rows = await repository.generated_page(session, batch_id, after_index=after, limit=500)
+        if not rows:
+            return
+        yield b"".join(GeneratedItemRead.of(g).to_json().encode() + b"\n" for g in rows)
+        after = rows[-1].idx
+
+
+def _encode_cursor(batch: Batch) -> str:
+    raw = json.dumps([batch.created_at.isoformat(), str(batch.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if not cursor:
+        return None
+    try:
+        created, batch_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created), UUID(batch_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise BadRequest("The cursor is not one this API gave out.") from None

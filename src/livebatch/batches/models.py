@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from livebatch.clock import utcnow
+from livebatch.db import Base
+
+
+class BatchStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    paused = "paused"
+    completed = "completed"
+    completed_with_errors = "completed_with_errors"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {BatchStatus.completed, BatchStatus.completed_with_errors, BatchStatus.failed, BatchStatus.cancelled}
+)
+ACTIVE_STATUSES = (BatchStatus.queued, BatchStatus.running, BatchStatus.paused)
+
+
+class ItemStatus(StrEnum):
+    pending = "pending"
+    in_progress = "in_progress"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Batch(Base):
+    """A batch job and its counters.
+
+    The counters, `last_seq` and the completion window change together, in the transaction that appends
+    the event describing the change, so a snapshot is read from this one row (no scan of the items).
+    Time spent paused is kept out of throughput by an "active clock": `active_ms` accumulated before
+    `running_since`, plus the time since it while running.
+    """
+
+    __tablename__ = "batch_jobs"
+    __table_args__ = (Index("ix_batch_jobs_owner_created", "owner_id", "created_at"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    owner_id: Mapped[UUID] = mapped_column(ForeignKey("users.id"))
+    course_id: Mapped[str] = mapped_column(ForeignKey("courses.id"))
+    config: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    concurrency: Mapped[int]
+    total_items: Mapped[int]
+    completed_items: Mapped[int] = mapped_column(default=0)
+    failed_items: Mapped[int] = mapped_column(default=0)
+    in_progress_items: Mapped[int] = mapped_column(default=0)
+    cancelled_items: Mapped[int] = mapped_column(default=0)
+    last_seq: Mapped[int] = mapped_column(default=0)
+    active_ms: Mapped[int] = mapped_column(default=0)
+    running_since: Mapped[datetime | None]
+    # Active-clock times (ms) of the last completions, oldest first: at most WINDOW + 1 entries.
+    completion_window: Mapped[list[int]] = mapped_column(default=list)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    @property
+    def pending_items(self) -> int:
+        return (
+            self.total_items - self.completed_items - self.failed_items - self.in_progress_items - self.cancelled_items
+        )
+
+    @property
+    def batch_status(self) -> BatchStatus:
+        return BatchStatus(self.status)
+
+
+class Item(Base):
+    __tablename__ = "batch_items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "idx", name="uq_batch_items_batch_idx"),
+        # The next item to dispatch: pending, not dispatched, soonest due.
+        Index("ix_batch_items_dispatch", "batch_id", "status", "dispatched_at", "next_attempt_at", "idx"),
+        # The sweeper's questions: expired leases, and dispatches that never arrived.
+        Index("ix_batch_items_lease", "status", "lease_expires_at"),
+        Index("ix_batch_items_dispatched", "status", "dispatched_at"),
+    )
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    batch_id: Mapped[UUID] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"))
+    idx: Mapped[int]
+    difficulty: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.pending.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    dispatched_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None]
+    generation_id: Mapped[UUID | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_kind: Mapped[str | None] = mapped_column(String(16))
+    will_retry: Mapped[bool] = mapped_column(default=False)
+
+
+class GeneratedItem(Base):
+    """A generated exam item; the unique `item_id` makes a second recording of one item impossible."""
+
+    __tablename__ = "generated_items"
+    __table_args__ = (Index("ix_generated_items_batch_idx", "batch_id", "idx"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    item_id: Mapped[UUID] = mapped_column(ForeignKey("batch_items.id", ondelete="CASCADE"), unique=True)
+    batch_id: Mapped[UUID] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"))
+    idx: Mapped[int]
+    content: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

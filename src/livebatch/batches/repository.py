@@ -1,0 +1,234 @@
+"""Every query of the batch domain, session first, named for the question it answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livebatch.batches.models import ACTIVE_STATUSES, Batch, GeneratedItem, Item, ItemStatus
+
+PENDING, IN_PROGRESS = ItemStatus.pending.value, ItemStatus.in_progress.value
+
+
+def _rowcount(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+async def get_batch(session: AsyncSession, batch_id: UUID) -> Batch | None:
+    return await session.get(Batch, batch_id)
+
+
+async def lock_batch(session: AsyncSession, batch_id: UUID) -> Batch | None:
+    """The batch row, locked for this transaction (SQLite's BEGIN IMMEDIATE already holds the lock).
+
+    Every writing transaction locks its batch first and its items after, so writers never deadlock."""
+    stmt = select(Batch).where(Batch.id == batch_id).with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_item(session: AsyncSession, item_id: UUID) -> Item | None:
+    return await session.get(Item, item_id)
+
+
+async def insert_items(session: AsyncSession, batch_id: UUID, difficulties: Sequence[str], *, now: datetime) -> None:
+    rows = [
+        {
+            "id": uuid4(),
+            "batch_id": batch_id,
+            "idx": i,
+            "difficulty": d,
+            "status": PENDING,
+            "next_attempt_at": now,
+        }
+        for i, d in enumerate(difficulties)
+    ]
+    for start in range(0, len(rows), 5000):
+        await session.execute(insert(Item), rows[start : start + 5000])
+
+
+async def count_active_batches(session: AsyncSession, owner_id: UUID) -> int:
+    stmt = select(func.count()).where(Batch.owner_id == owner_id, Batch.status.in_(ACTIVE_STATUSES))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def mark_dispatched(session: AsyncSession, batch_id: UUID, count: int, *, now: datetime) -> list[UUID]:
+    """Picks up to `count` pending, undispatched items, soonest due first, and marks them dispatched."""
+    if count <= 0:
+        return []
+    stmt = (
+        select(Item.id)
+        .where(Item.batch_id == batch_id, Item.status == PENDING, Item.dispatched_at.is_(None))
+        .order_by(Item.next_attempt_at, Item.idx)
+        .limit(count)
+    )
+    ids = list((await session.execute(stmt)).scalars())
+    if ids:
+        await session.execute(update(Item).where(Item.id.in_(ids)).values(dispatched_at=now))
+    return ids
+
+
+async def count_dispatched(session: AsyncSession, batch_id: UUID) -> int:
+    stmt = select(func.count()).where(
+        Item.batch_id == batch_id, Item.status == PENDING, Item.dispatched_at.is_not(None)
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def clear_dispatches(session: AsyncSession, batch_id: UUID) -> None:
+    stmt = (
+        update(Item)
+        .where(Item.batch_id == batch_id, Item.status == PENDING, Item.dispatched_at.is_not(None))
+        .values(dispatched_at=None)
+    )
+    await session.execute(stmt)
+
+
+async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> int | None:
+    """Takes a pending item: the conditional update is the claim, so of two deliveries only one wins.
+
+    Returns the attempt number, which later fences the result: only that attempt may record it."""
+    stmt = (
+        update(Item)
+        .where(Item.id == item_id, Item.status == PENDING)
+        .values(
+            status=IN_PROGRESS,
+            attempts=Item.attempts + 1,
+            lease_expires_at=now + lease,
+            started_at=now,
+            dispatched_at=None,
+        )
+        .returning(Item.attempts)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def finish_attempt(
+    session: AsyncSession,
+    item_id: UUID,
+    attempt: int,
+    *,
+    values: dict[str, Any],
+    lease_expired_before: datetime | None = None,
+) -> bool:
+    """Ends attempt `attempt` of an in-progress item with `values`; False when that attempt no longer
+    holds the item (the batch was cancelled, or the sweeper took it over). With `lease_expired_before`,
+    only if its lease had expired by then (the sweeper's own condition)."""
+    conditions = [Item.id == item_id, Item.status == IN_PROGRESS, Item.attempts == attempt]
+    if lease_expired_before is not None:
+        conditions.append(Item.lease_expires_at < lease_expired_before)
+    stmt = update(Item).where(*conditions).values(lease_expires_at=None, **values)
+    return _rowcount(await session.execute(stmt)) == 1
+
+
+async def insert_generated(session: AsyncSession, generated: GeneratedItem) -> None:
+    session.add(generated)
+    await session.flush()
+
+
+async def in_progress_items(session: AsyncSession, batch_id: UUID) -> list[Item]:
+    stmt = select(Item).where(Item.batch_id == batch_id, Item.status == IN_PROGRESS).order_by(Item.idx)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def set_status_where(
+    session: AsyncSession, batch_id: UUID, from_statuses: Sequence[str], values: dict[str, Any]
+) -> int:
+    stmt = update(Item).where(Item.batch_id == batch_id, Item.status.in_(from_statuses)).values(**values)
+    return _rowcount(await session.execute(stmt))
+
+
+async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) -> list[tuple[UUID, int]]:
+    stmt = (
+        select(Item.id, Item.attempts)
+        .where(Item.status == IN_PROGRESS, Item.lease_expires_at < now)
+        .order_by(Item.lease_expires_at)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+
+
+async def stale_dispatches(session: AsyncSession, *, before: datetime | None, limit: int) -> list[UUID]:
+    """Dispatched items never claimed (dispatched before `before`; any, when None) of active batches."""
+    conditions = [Item.status == PENDING, Item.dispatched_at.is_not(None)]
+    if before is not None:
+        conditions.append(Item.dispatched_at < before)
+    stmt = (
+        select(Item.id)
+        .join(Batch, Batch.id == Item.batch_id)
+        .where(*conditions, Batch.status.in_(ACTIVE_STATUSES))
+        .order_by(Item.dispatched_at)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def redispatch(session: AsyncSession, item_ids: Sequence[UUID], *, now: datetime) -> list[UUID]:
+    stmt = (
+        update(Item)
+        .where(Item.id.in_(item_ids), Item.status == PENDING, Item.dispatched_at.is_not(None))
+        .values(dispatched_at=now)
+        .returning(Item.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def undersupplied_batches(session: AsyncSession) -> list[UUID]:
+    """Active, unpaused batches with pending work but fewer items in flight than their concurrency."""
+    dispatched = (
+        select(func.count())
+        .where(Item.batch_id == Batch.id, Item.status == PENDING, Item.dispatched_at.is_not(None))
+        .scalar_subquery()
+    )
+    undispatched = (
+        select(Item.id).where(Item.batch_id == Batch.id, Item.status == PENDING, Item.dispatched_at.is_(None)).exists()
+    )
+    stmt = select(Batch.id).where(
+        Batch.status.in_(("queued", "running")),
+        Batch.in_progress_items + dispatched < Batch.concurrency,
+        undispatched,
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def feed_items(session: AsyncSession, batch_id: UUID, *, limit: int) -> list[Item]:
+    """The items the feed shows (every item attempted at least once), the `limit` highest indexes."""
+    stmt = select(Item).where(Item.batch_id == batch_id, Item.attempts > 0).order_by(Item.idx.desc()).limit(limit)
+    return list(reversed(list((await session.execute(stmt)).scalars())))
+
+
+async def batches_page(
+    session: AsyncSession, owner_id: UUID, *, before: tuple[datetime, UUID] | None, limit: int
+) -> list[Batch]:
+    stmt = select(Batch).where(Batch.owner_id == owner_id)
+    if before is not None:
+        created, batch_id = before
+        stmt = stmt.where(or_(Batch.created_at < created, and_(Batch.created_at == created, Batch.id < batch_id)))
+    stmt = stmt.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def generated_page(session: AsyncSession, batch_id: UUID, *, after_index: int, limit: int) -> list[GeneratedItem]:
+    stmt = (
+        select(GeneratedItem)
+        .where(GeneratedItem.batch_id == batch_id, GeneratedItem.idx > after_index)
+        .order_by(GeneratedItem.idx)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_generated(session: AsyncSession, batch_id: UUID) -> int:
+    stmt = select(func.count()).select_from(GeneratedItem).where(GeneratedItem.batch_id == batch_id)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def count_items_by_status(session: AsyncSession, batch_id: UUID) -> dict[str, int]:
+    stmt = select(Item.status, func.count()).where(Item.batch_id == batch_id).group_by(Item.status)
+    return {status: int(n) for status, n in (await session.execute(stmt)).all()}

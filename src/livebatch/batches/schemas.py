@@ -1,0 +1,178 @@
+"""Request and response bodies of the batch API.
+
+The batch resource keeps the field names of the brief's `MOCK_BATCH_JOB` fixture (`total_items`,
+`started_at`, with its camelCase `config`); what the issue adds (`snapshot`, `items`, `lastEventId`) is
+camelCase like the stream's payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, WireModel
+from livebatch.batches.models import Batch, GeneratedItem, Item, ItemStatus
+from livebatch.clock import iso, iso_or_none
+from livebatch.courses.models import Course
+from livebatch.generation.items import Difficulty, Option, Question
+
+QuestionType = Literal["single-best-answer"]
+
+
+class DifficultyDistribution(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    easy: int = Field(ge=0, le=100)
+    medium: int = Field(ge=0, le=100)
+    hard: int = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _sums_to_100(self) -> DifficultyDistribution:
+        total = self.easy + self.medium + self.hard
+        if total != 100:
+            raise ValueError(f"easy + medium + hard must be 100, not {total}")
+        return self
+
+
+class BatchCreate(BaseModel):
+    """`POST /api/v1/generation/batch`; the same shape is kept as the batch's `config`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True)
+
+    course_id: str = Field(min_length=1, max_length=64)
+    target_count: int = Field(ge=1)
+    question_type: QuestionType = "single-best-answer"
+    difficulty_distribution: DifficultyDistribution
+
+
+class CourseRead(BaseModel):
+    id: str
+    code: str | None
+    title: str
+
+
+class BatchRead(BaseModel):
+    id: str
+    status: str
+    total_items: int
+    completed_items: int
+    failed_items: int
+    config: BatchCreate
+    course: CourseRead
+    error_message: str | None
+    started_at: str | None
+    created_at: str
+    completed_at: str | None
+    snapshot: BatchProgressSnapshot
+
+    @classmethod
+    def of(cls, batch: Batch, course: Course | None, snapshot: BatchProgressSnapshot) -> BatchRead:
+        return cls(
+            id=str(batch.id),
+            status=batch.status,
+            total_items=batch.total_items,
+            completed_items=batch.completed_items,
+            failed_items=batch.failed_items,
+            config=BatchCreate.model_validate(batch.config),
+            course=CourseRead(
+                id=batch.course_id,
+                code=course.code if course else None,
+                title=course.title if course else batch.course_id,
+            ),
+            error_message=batch.error_message,
+            started_at=iso_or_none(batch.started_at),
+            created_at=iso(batch.created_at),
+            completed_at=iso_or_none(batch.completed_at),
+            snapshot=snapshot,
+        )
+
+
+class FeedEntry(WireModel):
+    """One row of the page's item feed (the brief's `BatchItemFeedEntry`, plus the retry information)."""
+
+    item_id: str
+    item_index: int
+    status: Literal["started", "completed", "failed", "cancelled"]
+    generation_id: str | None = None
+    error_message: str | None = None
+    error_kind: ErrorKind | None = None
+    retry_count: int | None = None
+    will_retry: bool | None = None
+    duration_ms: int | None = None
+    timestamp: str
+
+    @classmethod
+    def of(cls, item: Item) -> FeedEntry:
+        """The row the page's reducer would hold after this item's last event."""
+        status = ItemStatus(item.status)
+        moment = item.finished_at or item.started_at or item.next_attempt_at
+        if status == ItemStatus.in_progress:
+            return cls(item_id=str(item.id), item_index=item.idx, status="started", timestamp=iso(moment))
+        if status == ItemStatus.completed:
+            return cls(
+                item_id=str(item.id),
+                item_index=item.idx,
+                status="completed",
+                generation_id=str(item.generation_id),
+                duration_ms=item.duration_ms,
+                timestamp=iso(moment),
+            )
+        if status == ItemStatus.cancelled:
+            return cls(item_id=str(item.id), item_index=item.idx, status="cancelled", timestamp=iso(moment))
+        # failed for good, or pending again after a failed attempt
+        return cls(
+            item_id=str(item.id),
+            item_index=item.idx,
+            status="failed",
+            error_message=item.last_error,
+            error_kind=item.last_error_kind,  # type: ignore[arg-type]
+            retry_count=item.attempts,
+            will_retry=item.will_retry,
+            timestamp=iso(moment),
+        )
+
+
+class BatchDetail(BatchRead):
+    """Everything the progress page needs on load: the batch, its feed, and where its stream resumes."""
+
+    items: list[FeedEntry]
+    last_event_id: int = Field(serialization_alias="lastEventId")
+
+
+class BatchPage(BaseModel):
+    batches: list[BatchRead]
+    next_cursor: str | None = Field(serialization_alias="nextCursor")
+
+
+class GeneratedItemRead(WireModel):
+    generation_id: str
+    item_id: str
+    item_index: int
+    difficulty: Difficulty
+    stem: str
+    options: list[Option]
+    answer: str
+    explanation: str
+    created_at: str
+
+    @classmethod
+    def of(cls, generated: GeneratedItem) -> GeneratedItemRead:
+        question = Question.model_validate(generated.content)
+        return cls(
+            generation_id=str(generated.id),
+            item_id=str(generated.item_id),
+            item_index=generated.idx,
+            difficulty=question.difficulty,
+            stem=question.stem,
+            options=question.options,
+            answer=question.answer,
+            explanation=question.explanation,
+            created_at=iso(generated.created_at),
+        )
+
+
+class GeneratedItemPage(WireModel):
+    items: list[GeneratedItemRead]
+    next_cursor: int | None

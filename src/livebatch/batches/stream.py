@@ -1,0 +1,248 @@
+"""`GET /api/v1/generation/batch/{batchId}/progress`: one batch's events as Server-Sent Events.
+
+On connect: a `batch.progress` snapshot; then every logged event after `Last-Event-ID` (header) or
+`?lastEventId=` (first load of the page) exactly once; then a fresh snapshot; then live events from the
+bus. The SSE `id` is the event's per-batch seq; a snapshot carries the seq it is current up to, so
+resuming from it is exact. A stream never polls: it reads the log on connect, and again only when the
+bus says it may have missed something (a hole in the seqs, or `RESYNC` after a lost peer connection).
+`batch.progress` is coalesced to one per `progress_interval_ms`, and always sent right before
+`batch.complete`, after which the stream ends; a client that has seen it gets `204` on reconnect.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from livebatch.batches import repository, service
+from livebatch.batches.events import BatchComplete, BatchProgressSnapshot, Heartbeat
+from livebatch.clock import iso, utcnow
+from livebatch.errors import BadRequest, TooManyRequests
+from livebatch.events import log
+from livebatch.events.bus import STOP, Marker, Subscription, SubscriptionCutOff
+from livebatch.events.log import LoggedEvent
+from livebatch.events.sse import frame
+from livebatch.runtime import Runtime
+from livebatch.users.models import User
+
+RETRY_MS = 2000  # how long EventSource waits before reconnecting
+REPLAY_PAGE = 1000
+HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
+PROGRESS, COMPLETE = BatchProgressSnapshot.name, BatchComplete.name
+
+
+class TooManyStreams(TooManyRequests):
+    code = "TOO_MANY_STREAMS"
+
+
+def parse_last_event_id(raw: str | None) -> int | None:
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise BadRequest(f"Last-Event-ID must be a non-negative whole number, not {raw[:40]!r}.")
+    return int(raw)
+
+
+@dataclass
+class Cursor:
+    """Where one stream is: the last seq it sent, and the latest snapshot (`dirty` until sent)."""
+
+    seq: int
+    state: str
+    dirty: bool = False
+    sent_progress_at: float = field(default_factory=time.monotonic)
+
+    def update(self, state: str) -> None:
+        self.state, self.dirty = state, True
+
+
+async def open_stream(
+    rt: Runtime, raw_batch_id: str, user: User, *, header_id: str | None, query_id: str | None
+) -> Response:
+    batch_id = service.parse_batch_id(raw_batch_id)
+    async with rt.db.read_session() as session:
+        batch = await service.get_owned_batch(session, batch_id, user)
+        # The header wins: EventSource sends it on reconnect, while the query id is from the page's load.
+        after = parse_last_event_id(header_id if header_id else query_id)
+        if after is not None and after > batch.last_seq:
+            raise BadRequest(f"Last-Event-ID {after} is beyond this batch's last event ({batch.last_seq}).")
+        finished = batch.batch_status.is_terminal
+        if finished and after is not None and after >= batch.last_seq:
+            return Response(status_code=204)
+        if after is None:
+            # A finished batch's last event is its `batch.complete`: a new viewer gets that, then the end.
+            after = batch.last_seq - 1 if finished else batch.last_seq
+        snapshot = service.snapshot_of(batch).to_json()
+    if rt.streams_by_user[user.id] >= rt.settings.max_streams_per_user:
+        raise TooManyStreams(f"You have {rt.settings.max_streams_per_user} progress streams open; close one first.")
+    # Subscribe before reading the log, so nothing committed in between is missed.
+    subscription = rt.bus.subscribe(str(batch_id))
+    rt.streams_by_user[user.id] += 1
+    rt.metrics.open_streams.inc()
+
+    def release() -> None:
+        if not subscription.closed:
+            subscription.close()
+            rt.streams_by_user[user.id] -= 1
+            if rt.streams_by_user[user.id] <= 0:
+                del rt.streams_by_user[user.id]
+            rt.metrics.open_streams.dec()
+
+    return BatchStream(
+        _events(rt, batch_id, subscription, Cursor(after, snapshot)),
+        subscription=subscription,
+        release=release,
+        rt=rt,
+        headers=HEADERS,
+        sep="\n",
+        ping=rt.settings.heartbeat_s,
+        ping_message_factory=_heartbeat,
+        send_timeout=rt.settings.stream_send_timeout_s,
+        shutdown_event=anyio.Event(),
+        shutdown_grace_period=rt.settings.shutdown_grace_s,
+    )
+
+
+def _heartbeat() -> ServerSentEvent:
+    # No id: EventSource would keep its last id anyway, and a heartbeat is not progress.
+    return ServerSentEvent(data=Heartbeat(timestamp=iso(utcnow())).to_json(), event="heartbeat", sep="\n")
+
+
+class _Ended(Exception):
+    """The stream sent `batch.complete` and is over."""
+
+
+async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor) -> AsyncIterator[bytes]:
+    delivered = rt.metrics.events_delivered
+    interval = rt.settings.progress_interval_ms / 1000
+    yield frame(PROGRESS, cursor.state, event_id=cursor.seq, retry_ms=RETRY_MS)
+    cursor.sent_progress_at = time.monotonic()
+    try:
+        async for chunk in _catch_up(rt, batch_id, cursor):
+            yield chunk
+        if cursor.dirty:
+            yield _progress(cursor)
+        while True:
+            timeout = max(0.0, cursor.sent_progress_at + interval - time.monotonic()) if cursor.dirty else None
+            try:
+                notice = await sub.get(timeout)
+            except SubscriptionCutOff:
+                rt.metrics.stream_cutoffs.inc()
+                return
+            if notice is None:  # the coalescing delay is over
+                yield _progress(cursor)
+                continue
+            if isinstance(notice, Marker):
+                if notice is STOP:
+                    return
+                async for chunk in _catch_up(rt, batch_id, cursor):
+                    yield chunk
+                continue
+            for event in notice.events:
+                if event.seq <= cursor.seq:
+                    continue  # already sent (replayed, or caught up)
+                if event.seq > cursor.seq + 1:
+                    async for chunk in _catch_up(rt, batch_id, cursor):  # a notice went missing
+                        yield chunk
+                    continue
+                if event.name == COMPLETE:
+                    if notice.state is not None:
+                        cursor.update(notice.state)
+                    for chunk in _final(cursor, event):
+                        yield chunk
+                    raise _Ended
+                yield event.frame
+                delivered.labels(event.name).inc()
+                cursor.seq = event.seq
+            if notice.state is not None:
+                cursor.update(notice.state)
+            if cursor.dirty and time.monotonic() - cursor.sent_progress_at >= interval:
+                yield _progress(cursor)
+    except _Ended:
+        return
+
+
+async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterator[bytes]:
+    """Everything in the log after the cursor, and the current snapshot into the cursor (dirty only if
+    something was sent). Raises `_Ended` after sending `batch.complete`."""
+    while True:
+        async with rt.db.read_session() as session:
+            events = await log.events_after(session, batch_id, cursor.seq, limit=REPLAY_PAGE)
+            batch = await repository.get_batch(session, batch_id) if events else None
+        if batch is not None:
+            cursor.update(service.snapshot_of(batch).to_json())
+        for event in events:
+            if event.name == COMPLETE:
+                for chunk in _final(cursor, event):
+                    yield chunk
+                raise _Ended
+            yield event.frame
+            rt.metrics.events_delivered.labels(event.name).inc()
+            cursor.seq = event.seq
+        if len(events) < REPLAY_PAGE:
+            return
+
+
+def _progress(cursor: Cursor) -> bytes:
+    cursor.dirty, cursor.sent_progress_at = False, time.monotonic()
+    return frame(PROGRESS, cursor.state, event_id=cursor.seq)
+
+
+def _final(cursor: Cursor, complete: LoggedEvent) -> list[bytes]:
+    """The last snapshot, then `batch.complete`: the brief wants progress right before the end."""
+    chunks = [_progress(cursor), complete.frame]
+    cursor.seq = complete.seq
+    return chunks
+
+
+class BatchStream(EventSourceResponse):
+    """sse-starlette's response, plus two ways out it lacks: a subscriber cut off by the bus is
+    disconnected at once (even while blocked writing to a full socket), and server shutdown ends the
+    stream cleanly so that the browser reconnects to another instance."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        subscription: Subscription,
+        release: Any,
+        rt: Runtime,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self._subscription = subscription
+        self._release = release
+        self._rt = rt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as watchers:
+                watchers.start_soon(self._cut_off_on_overflow, watchers.cancel_scope)
+                watchers.start_soon(self._stop_on_shutdown)
+                try:
+                    await super().__call__(scope, receive, send)
+                except SendTimeoutError:
+                    self._rt.metrics.stream_cutoffs.inc()
+                finally:
+                    watchers.cancel_scope.cancel()
+        finally:
+            self._release()
+
+    async def _cut_off_on_overflow(self, scope: anyio.CancelScope) -> None:
+        await self._subscription.cut_off.wait()
+        scope.cancel()
+
+    async def _stop_on_shutdown(self) -> None:
+        assert self._shutdown_event is not None
+        await self._shutdown_event.wait()
+        self._subscription.offer(STOP)

@@ -1,0 +1,242 @@
+"""`livebatch`: serve, work, run a batch headless, watch one, and manage users, courses and the schema."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from livebatch import logs
+from livebatch.config import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+course_app = typer.Typer(no_args_is_help=True, help="Courses a batch can be for.")
+app.add_typer(course_app, name="course")
+
+DEMO_USER = "faculty@livebatch.local"
+DEMO_COURSE = "course-uuid-1"
+console = Console(stderr=False, highlight=False)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logs.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def main() -> None:
+    app()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (run before starting a scaled-out deployment)."""
+    from livebatch.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.effective_database_url)
+    console.print("schema is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    worker: Annotated[
+        bool | None,
+        typer.Option("--worker/--no-worker", help="Also run item work (default: only when embedded)."),
+    ] = None,
+) -> None:
+    """Start the web app and API (on SQLite, also the work and the schema)."""
+    import uvicorn
+
+    from livebatch.app import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings, worker=worker),
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run item work from the Redis queue (scaled out: needs LIVEBATCH_REDIS_URL)."""
+    settings = _settings()
+    if not settings.redis_url:
+        console.print("[red]livebatch worker needs LIVEBATCH_REDIS_URL; the embedded server does its own work.")
+        raise typer.Exit(2)
+    asyncio.run(_work_until_signalled(settings))
+
+
+async def _work_until_signalled(settings: Settings) -> None:
+    from livebatch.runtime import Runtime
+
+    rt = Runtime(settings, worker=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await rt.start()
+    console.print(f"worker up ({settings.max_concurrency} items at once)")
+    try:
+        await stop.wait()
+    finally:
+        await rt.aclose()
+
+
+@app.command("run-batch")
+def run_batch(
+    count: Annotated[int, typer.Option("--count", "-n", help="Items to generate.")] = 20,
+    user: Annotated[str, typer.Option(help="Owner (a faculty user, created if new).")] = DEMO_USER,
+    course: Annotated[str, typer.Option(help="Course id (the demo course is added when missing).")] = DEMO_COURSE,
+    batch: Annotated[str | None, typer.Option(help="Continue this existing batch instead of creating one.")] = None,
+    easy: int = 30,
+    medium: int = 50,
+    hard: int = 20,
+) -> None:
+    """Create a batch and run it here, headless, with a progress bar; exit 0 when it finished."""
+    from livebatch.headless import run_headless
+
+    settings = _settings()
+    code = asyncio.run(
+        run_headless(settings, console, count=count, user=user, course=course, batch_id=batch, mix=(easy, medium, hard))
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def watch(
+    batch_id: Annotated[str, typer.Argument(help="The batch to follow.")],
+    url: Annotated[str | None, typer.Option(help="Server base URL (default: LIVEBATCH_PUBLIC_URL).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="LIVEBATCH_TOKEN", help="Bearer token.")] = None,
+    user: Annotated[str, typer.Option(help="Without a token: mint one locally for this user.")] = DEMO_USER,
+) -> None:
+    """Follow a running batch on a server until it ends, listing failures as they happen."""
+    from livebatch.headless import watch_remote
+
+    settings = _settings()
+    bearer = token or asyncio.run(_mint(settings, user, role=None))
+    code = asyncio.run(watch_remote(console, url or settings.public_url, bearer, batch_id))
+    raise typer.Exit(code)
+
+
+@app.command("token")
+def token_command(
+    user: Annotated[str, typer.Option("--user", help="Email of the local user (created if new).")],
+    role: Annotated[
+        str | None, typer.Option(help="faculty, student or admin (default: the user's, or faculty).")
+    ] = None,
+) -> None:
+    """Print a bearer token for a local user."""
+    settings = _settings()
+    print(asyncio.run(_mint(settings, user, role=role)))
+
+
+@app.command("login-link")
+def login_link(
+    user: Annotated[str, typer.Option(help="Email of the local user (created as faculty if new).")] = DEMO_USER,
+    next_path: Annotated[str, typer.Option("--next", help="Page to land on.")] = "/faculty/generate/batches",
+) -> None:
+    """Print a one-time, short-lived sign-in link that sets the session cookie and redirects."""
+    settings = _settings()
+    print(asyncio.run(_login_link(settings, user, next_path)))
+
+
+@course_app.command("add")
+def course_add(
+    course_id: Annotated[str, typer.Option("--id", help="Course id, as batches name it.")],
+    title: Annotated[str, typer.Option(help="Title shown on the pages.")],
+    code: Annotated[str | None, typer.Option(help="Short code, e.g. CVP-301.")] = None,
+) -> None:
+    """Add a course, or rename it if it exists."""
+    settings = _settings()
+    asyncio.run(_put_course(settings, course_id, title, code))
+    console.print(f"course {course_id}: {title}")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    count: Annotated[int, typer.Option(help="Items in the demo batch.")] = 60,
+) -> None:
+    """Serve on SQLite, launch a demo batch, and print a sign-in link to its live progress page."""
+    from livebatch.demo import run_demo
+
+    settings = _settings()
+    try:
+        asyncio.run(run_demo(settings, console, port=port, count=count))
+    except KeyboardInterrupt:
+        pass
+
+
+# --- small async helpers -------------------------------------------------------------------------------
+
+
+async def _with_session(settings: Settings, work: Any) -> Any:
+    from livebatch.db import Database
+    from livebatch.migrate import upgrade_async
+
+    if settings.is_sqlite:
+        await upgrade_async(settings.effective_database_url)
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.session() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await db.dispose()
+
+
+async def _mint(settings: Settings, email: str, *, role: str | None) -> str:
+    from livebatch.auth import mint_token
+    from livebatch.clock import utcnow
+    from livebatch.users.models import Role
+    from livebatch.users.service import ensure_user
+
+    async def work(session: Any) -> str:
+        user = await ensure_user(session, email, Role(role) if role else Role.faculty)
+        if role is not None and user.role != role:
+            user.role = Role(role).value
+        return mint_token(settings, user, now=utcnow())
+
+    try:
+        token: str = await _with_session(settings, work)
+    except ValueError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
+    return token
+
+
+async def _login_link(settings: Settings, email: str, next_path: str) -> str:
+    from datetime import timedelta
+
+    from livebatch.clock import utcnow
+    from livebatch.users.models import Role
+    from livebatch.users.service import create_sign_in_link, ensure_user
+
+    async def work(session: Any) -> str:
+        user = await ensure_user(session, email, Role.faculty)
+        ttl = timedelta(seconds=settings.login_link_ttl_s)
+        return await create_sign_in_link(session, user, next_path=next_path, now=utcnow(), ttl=ttl)
+
+    secret: str = await _with_session(settings, work)
+    return f"{settings.public_url.rstrip('/')}/auth/login?token={secret}"
+
+
+async def _put_course(settings: Settings, course_id: str, title: str, code: str | None) -> None:
+    from livebatch.courses.service import put_course
+    from livebatch.errors import LivebatchError
+
+    try:
+        await _with_session(settings, lambda session: put_course(session, course_id, title, code))
+    except LivebatchError as exc:
+        console.print(f"[red]{exc.message}")
+        raise typer.Exit(2) from None

@@ -1,0 +1,126 @@
+"""A small Python client for the livebatch API (httpx + httpx-sse).
+
+`follow()` yields a batch's events and survives dropped connections: it reconnects with the last id it
+saw as `Last-Event-ID`, so no event is missed or repeated, and it stops after `batch.complete` (or at
+the server's `204`, which means there is nothing left to see).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(f"{status_code} {code}: {message}")
+        self.status_code, self.code, self.message = status_code, code, message
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    name: str
+    data: dict[str, Any]
+    id: int | None
+
+
+def _raise_for_error(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "HTTP_ERROR", response.text[:200]
+    raise ApiError(response.status_code, code, message)
+
+
+class BatchClient:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        reconnect_delay_s: float = 0.5,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            transport=transport,
+            timeout=httpx.Timeout(timeout, read=None),
+        )
+        self.reconnect_delay_s = reconnect_delay_s
+        self.reconnects = 0
+
+    async def __aenter__(self) -> BatchClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._http.request(method, path, **kwargs)
+        _raise_for_error(response)
+        return response.json()
+
+    async def create_batch(
+        self, course_id: str, target_count: int, *, easy: int = 30, medium: int = 50, hard: int = 20
+    ) -> dict[str, Any]:
+        body = {
+            "courseId": course_id,
+            "targetCount": target_count,
+            "questionType": "single-best-answer",
+            "difficultyDistribution": {"easy": easy, "medium": medium, "hard": hard},
+        }
+        result: dict[str, Any] = await self._json("POST", "/api/v1/generation/batch", json=body)
+        return result
+
+    async def get_batch(self, batch_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", f"/api/v1/generation/batch/{batch_id}")
+        return result
+
+    async def control(self, batch_id: str, action: str) -> dict[str, Any]:
+        """`action` is pause, resume, cancel or retry-failed."""
+        result: dict[str, Any] = await self._json("POST", f"/api/v1/generation/batch/{batch_id}/{action}")
+        return result
+
+    async def follow(self, batch_id: str, *, last_event_id: int | None = None) -> AsyncIterator[StreamEvent]:
+        """The batch's events from after `last_event_id` (or from now) until `batch.complete`."""
+        last = last_event_id
+        url = f"/api/v1/generation/batch/{batch_id}/progress"
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                async with aconnect_sse(self._http, "GET", url, headers=headers) as source:
+                    if source.response.status_code == 204:
+                        return
+                    if not source.response.is_success:
+                        await source.response.aread()
+                        _raise_for_error(source.response)
+                    async for sse in source.aiter_sse():
+                        if sse.id:
+                            last = int(sse.id)
+                        data = json.loads(sse.data) if sse.data else {}
+                        yield StreamEvent(sse.event, data, int(sse.id) if sse.id else None)
+                        if sse.event == "batch.complete":
+                            return
+            except (httpx.TransportError, SSEError):
+                pass  # dropped: reconnect below, from the last id seen
+            self.reconnects += 1
+            await asyncio.sleep(self.reconnect_delay_s)

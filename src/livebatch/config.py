@@ -1,0 +1,152 @@
+"""Settings, read once from `LIVEBATCH_*` environment variables.
+
+The README's settings table is generated from this class and checked against it by a test, so every field
+carries a description.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "livebatch"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIVEBATCH_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the embedded SQLite database and the generated JWT secret live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; unset = SQLite file `livebatch.db` under the data directory.",
+    )
+    db_pool_size: int = Field(default=10, ge=1, description="Database connections kept open per process.")
+    db_max_overflow: int = Field(default=20, ge=0, description="Extra connections a process may open under load.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for the work queue and the live fan-out; unset = embedded (in-process).",
+    )
+    redis_prefix: str = Field(
+        default="livebatch",
+        description="Prefix of every Redis key and channel, so deployments can share one.",
+    )
+    provider: Literal["offline", "openai"] = Field(default="offline", description="Generation provider.")
+    offline_latency_ms: int = Field(
+        default=1500, ge=0, description="Mean latency of one offline generation, in milliseconds."
+    )
+    offline_failure_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Share of offline generations that fail transiently (0..1)."
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible API (OpenAI, vLLM, Ollama, llama.cpp)."
+    )
+    openai_api_key: SecretStr = Field(
+        default=SecretStr("not-needed"), description="API key sent to the OpenAI-compatible endpoint."
+    )
+    openai_model: str = Field(default="gpt-4o-mini", description="Model name sent with each request.")
+    openai_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one generation request.")
+    max_attempts: int = Field(default=3, ge=1, description="Attempts per item before it is finally failed.")
+    retry_base_ms: int = Field(
+        default=1000, ge=0, description="First retry delay; doubles per attempt, jittered between half and all of it."
+    )
+    retry_max_ms: int = Field(default=60_000, ge=0, description="Upper bound of one retry delay.")
+    batch_concurrency: int = Field(
+        default=4, ge=1, description="Items of one batch generated at once, across all workers."
+    )
+    max_concurrency: int = Field(
+        default=16, ge=1, description="Items generated at once by one process, all batches together."
+    )
+    lease_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a claimed item stays claimed before another worker may take it.",
+    )
+    dispatch_timeout_s: float = Field(
+        default=60.0, gt=0, description="A dispatched item still unclaimed after this long is queued again."
+    )
+    sweep_interval_s: float = Field(
+        default=5.0, gt=0, description="How often expired leases and lost queue messages are looked for."
+    )
+    max_target_count: int = Field(default=1000, ge=1, description="Largest batch a user may ask for.")
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC secret for tokens; unset = a random one kept in the data directory (one machine).",
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        default="HS256", description="The only algorithm tokens are accepted with."
+    )
+    jwt_role_claim: str = Field(default="role", description="Claim that holds the user's role.")
+    jwt_ttl_s: int = Field(default=8 * 3600, gt=0, description="Lifetime of a token or sign-in cookie.")
+    login_link_ttl_s: int = Field(default=600, gt=0, description="Lifetime of a one-time sign-in link.")
+    public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL printed in sign-in links.")
+    heartbeat_s: float = Field(default=15.0, gt=0, description="Interval of `heartbeat` events on a stream.")
+    progress_interval_ms: int = Field(
+        default=250, ge=0, description="Least time between two coalesced `batch.progress` events of a stream."
+    )
+    stream_buffer: int = Field(
+        default=2000, ge=1, description="Events queued for one stream before a slow consumer is cut off."
+    )
+    stream_send_timeout_s: float = Field(
+        default=10.0, gt=0, description="A stream whose socket accepts nothing for this long is closed."
+    )
+    max_streams_per_user: int = Field(default=20, ge=1, description="Open progress streams per user.")
+    max_running_batches_per_user: int = Field(
+        default=5, ge=1, description="Batches per user that may be queued, running or paused at once."
+    )
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted.")
+    shutdown_grace_s: float = Field(
+        default=2.0, ge=0, description="Time streams get to end cleanly when the server stops."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="`auto` = JSON when stderr is not a terminal."
+    )
+    log_level: str = Field(default="INFO", description="Level of the `livebatch` loggers.")
+
+    @model_validator(mode="after")
+    def _check_retry_bounds(self) -> Settings:
+        if self.retry_max_ms < self.retry_base_ms:
+            raise ValueError("retry_max_ms must be at least retry_base_ms")
+        return self
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'livebatch.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @cached_property
+    def effective_jwt_secret(self) -> str:
+        """The configured secret, or one generated once and kept (0600) under the data directory."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / "jwt-secret"
+        if not path.exists():
+            # Written aside and linked into place, so two processes starting at once agree on one secret.
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".jwt-secret.{os.getpid()}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
+        return path.read_text().strip()

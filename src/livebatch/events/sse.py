@@ -1,0 +1,19 @@
+"""Server-Sent Events framing, pure: no I/O, so a frame is encoded once and sent to every stream."""
+
+from __future__ import annotations
+
+
+def frame(event: str, data: str, *, event_id: int | None = None, retry_ms: int | None = None) -> bytes:
+    """One SSE message. `data` may hold newlines; each line becomes its own `data:` field."""
+    lines: list[str] = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    if retry_ms is not None:
+        lines.append(f"retry: {retry_ms}")
+    lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.splitlines() or [""])
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def comment(text: str) -> bytes:
+    return f": {text}\n\n".encode()

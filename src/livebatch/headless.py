@@ -1,0 +1,152 @@
+"""Batches followed from a terminal: run one here (`run-batch`), or watch one on a server (`watch`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from rich.console import Console
+
+from livebatch.batches import repository, service
+from livebatch.batches.models import Batch, BatchStatus
+from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
+from livebatch.client import ApiError, BatchClient
+from livebatch.config import Settings
+from livebatch.courses.service import DEMO_COURSES, get_course, seed_demo_courses
+from livebatch.errors import LivebatchError
+from livebatch.events.bus import Marker, SubscriptionCutOff
+from livebatch.migrate import upgrade_async
+from livebatch.runtime import Runtime
+from livebatch.terminal import ProgressView, format_summary
+from livebatch.users.models import Role
+from livebatch.users.service import ensure_user
+
+FINISHED_OK = (BatchStatus.completed.value, BatchStatus.completed_with_errors.value)
+
+
+async def run_headless(
+    settings: Settings,
+    console: Console,
+    *,
+    count: int,
+    user: str,
+    course: str,
+    batch_id: str | None,
+    mix: tuple[int, int, int],
+) -> int:
+    if settings.is_sqlite:
+        await upgrade_async(settings.effective_database_url)
+    rt = Runtime(settings, worker=True)
+    await rt.start()
+    try:
+        try:
+            batch = await _create_or_find(rt, count=count, email=user, course=course, batch_id=batch_id, mix=mix)
+        except LivebatchError as exc:
+            console.print(f"[red]{exc.message}")
+            return 2
+        console.print(f"batch {batch.id}: {batch.total_items} items, status {batch.status}")
+        final = await _follow_locally(rt, console, batch)
+    finally:
+        await rt.aclose()
+    console.print(format_summary(str(batch.id), final))
+    return 0 if final["status"] in FINISHED_OK else 1
+
+
+async def _create_or_find(
+    rt: Runtime, *, count: int, email: str, course: str, batch_id: str | None, mix: tuple[int, int, int]
+) -> Batch:
+    async with rt.db.session() as session:
+        owner = await ensure_user(session, email, Role.faculty)
+        if batch_id is not None:
+            batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), owner)
+        else:
+            if await get_course(session, course) is None and course in {c[0] for c in DEMO_COURSES}:
+                await seed_demo_courses(session)
+            easy, medium, hard = mix
+            spec = BatchCreate(
+                course_id=course,
+                target_count=count,
+                difficulty_distribution=DifficultyDistribution(easy=easy, medium=medium, hard=hard),
+            )
+            batch = await service.create_batch(session, spec, owner=owner, limits=rt.limits, now=rt.now())
+        await rt.commit(session)
+        return batch
+
+
+async def _follow_locally(rt: Runtime, console: Console, batch: Batch) -> dict[str, Any]:
+    """Shows progress from the bus, and from the database once a second (another process may be doing
+    the work, and its notices do not reach this one)."""
+    topic = str(batch.id)
+    subscription = rt.bus.subscribe(topic)
+    with ProgressView(console, batch.total_items) as view:
+        try:
+            while True:
+                current = await _read(rt, batch.id)
+                view.update(json.loads(service.snapshot_of(current).to_json()))
+                if current.batch_status.is_terminal:
+                    return _complete_of(current)
+                try:
+                    notice = await subscription.get(timeout=1.0)
+                except SubscriptionCutOff:
+                    subscription.close()
+                    subscription = rt.bus.subscribe(topic)
+                    continue
+                if notice is None or isinstance(notice, Marker):
+                    continue
+                for event in notice.events:
+                    if event.name == "item.failed":
+                        view.failure(json.loads(event.data))
+        finally:
+            subscription.close()
+
+
+async def _read(rt: Runtime, batch_id: UUID) -> Batch:
+    async with rt.db.read_session() as session:
+        batch = await repository.get_batch(session, batch_id)
+    assert batch is not None
+    return batch
+
+
+def _complete_of(batch: Batch) -> dict[str, Any]:
+    started = batch.started_at or batch.created_at
+    ended = batch.completed_at or started
+    return {
+        "status": batch.status,
+        "totalItems": batch.total_items,
+        "completedItems": batch.completed_items,
+        "failedItems": batch.failed_items,
+        "totalDurationMs": round((ended - started).total_seconds() * 1000),
+    }
+
+
+async def watch_remote(console: Console, base_url: str, token: str, batch_id: str) -> int:
+    async with BatchClient(base_url, token) as client:
+        try:
+            batch = await client.get_batch(batch_id)
+        except ApiError as exc:
+            console.print(f"[red]{exc}")
+            return 2
+        console.print(f"batch {batch_id}: {batch['course']['title']}, {batch['total_items']} items, {batch['status']}")
+        final: dict[str, Any] | None = None
+        with ProgressView(console, batch["total_items"], label="watching") as view:
+            view.update(batch["snapshot"])
+            async for event in client.follow(batch_id, last_event_id=batch["lastEventId"]):
+                if event.name == "batch.progress":
+                    view.update(event.data)
+                elif event.name == "item.failed":
+                    view.failure(event.data)
+                elif event.name == "batch.complete":
+                    final = event.data
+        if final is None:  # the batch had ended before we connected (204)
+            batch = await client.get_batch(batch_id)
+            snapshot = batch["snapshot"]
+            final = {
+                "status": batch["status"],
+                "totalItems": snapshot["totalItems"],
+                "completedItems": snapshot["completedItems"],
+                "failedItems": snapshot["failedItems"],
+                "totalDurationMs": 0,
+            }
+    console.print(format_summary(batch_id, final))
+    return 0 if final["status"] in FINISHED_OK else 1

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livebatch.users.models import SignInLink, User
+
+
+async def get_user(session: AsyncSession, user_id: UUID) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+
+
+async def use_sign_in_link(session: AsyncSession, token_hash: str, *, now: datetime) -> SignInLink | None:
+    """Marks an unused, unexpired link used; None when there is no such link (the update is the check)."""
+    stmt = (
+        update(SignInLink)
+        .where(SignInLink.token_hash == token_hash, SignInLink.used_at.is_(None), SignInLink.expires_at > now)
+        .values(used_at=now)
+        .returning(SignInLink)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

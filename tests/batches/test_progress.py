@@ -1,0 +1,128 @@
+"""Progress math: tables, fixed clocks, the brief's numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from livebatch.batches import progress
+
+T0 = datetime(2026, 2, 19, 12, 0, 0, tzinfo=UTC)
+GAP_FOR_3_6_PER_MIN = 60_000 / 3.6  # ms between completions at 3.6 items/min
+
+
+def evenly(count: int, gap_ms: float, start: int = 0) -> list[int]:
+    return [round(start + i * gap_ms) for i in range(count + 1)]
+
+
+@pytest.mark.parametrize(
+    ("completed", "total", "expected"),
+    [(0, 20, 0), (12, 20, 60), (1, 3, 33), (2, 3, 66), (19, 20, 95), (199, 200, 99), (20, 20, 100), (0, 0, 0)],
+)
+def test_percentage_rounds_down_so_100_means_all_completed(completed: int, total: int, expected: int) -> None:
+    assert progress.percentage(completed, total) == expected
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        ([0], 0.0),  # no completion yet
+        ([0, 60_000], 1.0),  # one completion a minute after the start
+        (evenly(10, GAP_FOR_3_6_PER_MIN), 3.6),  # the brief's rate
+        (evenly(10, 1_000, start=500_000), 60.0),  # only the span of the window counts
+        ([0, 30_000, 30_000], 4.0),  # two at once: 2 in 30 s
+        ([5, 5], 60_000.0),  # a zero span counts as 1 ms, never a division by zero
+    ],
+)
+def test_throughput_is_completions_over_the_window_span(window: list[int], expected: float) -> None:
+    assert progress.throughput_per_minute(window) == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "per_minute", "expected"),
+    [(7, 3.6, 116_667), (1, 60.0, 1_000), (0, 3.6, 0), (5, 0.0, 0), (3, -1.0, 0)],
+)
+def test_eta_is_remaining_over_throughput(remaining: int, per_minute: float, expected: int) -> None:
+    assert progress.eta_ms(remaining, per_minute) == expected
+
+
+def test_window_keeps_the_last_ten_completions_and_the_one_before() -> None:
+    window = [0]
+    for at in range(1, 16):
+        window = progress.push_completion(window, at * 1000)
+    assert window == [5000, 6000, 7000, 8000, 9000, 10000, 11000, 12000, 13000, 14000, 15000]
+    assert progress.throughput_per_minute(window) == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize(
+    ("active_ms", "running_since", "now", "expected"),
+    [
+        (0, T0, T0 + timedelta(seconds=5), 5_000),
+        (7_000, T0, T0 + timedelta(seconds=1), 8_000),
+        (7_000, None, T0 + timedelta(hours=1), 7_000),  # paused: the clock stands still
+        (0, T0, T0 - timedelta(seconds=1), 0),  # a clock that stepped back never runs backwards
+    ],
+)
+def test_active_clock_excludes_paused_time(
+    active_ms: int, running_since: datetime | None, now: datetime, expected: int
+) -> None:
+    assert progress.active_clock_ms(active_ms, running_since, now) == expected
+
+
+def test_snapshot_reproduces_the_brief_example() -> None:
+    snap = progress.snapshot(
+        "batch-uuid-1",
+        total=20,
+        completed=12,
+        failed=1,
+        in_progress=5,
+        pending=2,
+        window=evenly(10, GAP_FOR_3_6_PER_MIN, start=30_000),
+    )
+    assert snap.model_dump(by_alias=True) == {
+        "batchId": "batch-uuid-1",
+        "totalItems": 20,
+        "completedItems": 12,
+        "failedItems": 1,
+        "inProgressItems": 5,
+        "pendingItems": 2,
+        "percentage": 60,
+        "estimatedTimeRemainingMs": 116_667,
+        "throughputRate": 3.6,
+    }
+    assert abs(snap.estimated_time_remaining_ms - 120_000) < 5_000  # "about 120 000 ms"
+
+
+def test_snapshot_before_any_completion_has_no_rate_and_no_eta() -> None:
+    snap = progress.snapshot("b", total=20, completed=0, failed=0, in_progress=1, pending=19, window=[0])
+    assert (snap.percentage, snap.throughput_rate, snap.estimated_time_remaining_ms) == (0, 0.0, 0)
+
+
+def test_snapshot_when_every_item_failed() -> None:
+    snap = progress.snapshot("b", total=4, completed=0, failed=4, in_progress=0, pending=0, window=[0])
+    assert (snap.percentage, snap.pending_items, snap.estimated_time_remaining_ms) == (0, 0, 0)
+
+
+def test_snapshot_of_a_single_item_batch() -> None:
+    snap = progress.snapshot("b", total=1, completed=1, failed=0, in_progress=0, pending=0, window=[0, 20_000])
+    assert (snap.percentage, snap.throughput_rate, snap.estimated_time_remaining_ms) == (100, 3.0, 0)
+
+
+def test_pause_does_not_lower_the_rate() -> None:
+    """Completions before and after an hour's pause are measured on the active clock."""
+    window = [0]
+    active, since = 0, T0
+    for i in range(1, 6):
+        window = progress.push_completion(
+            window, progress.active_clock_ms(active, since, T0 + timedelta(seconds=10 * i))
+        )
+    active = progress.active_clock_ms(active, since, T0 + timedelta(seconds=50))  # pause: the clock stops
+    since = T0 + timedelta(hours=1, seconds=50)  # resume an hour later
+    for i in range(1, 6):
+        window = progress.push_completion(
+            window, progress.active_clock_ms(active, since, since + timedelta(seconds=10 * i))
+        )
+    assert progress.throughput_per_minute(window) == pytest.approx(6.0)
+    paused = progress.snapshot("b", total=20, completed=10, failed=0, in_progress=0, pending=10, window=window)
+    assert paused.estimated_time_remaining_ms == 100_000

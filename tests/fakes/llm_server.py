@@ -1,0 +1,184 @@
+"""A local HTTP server that speaks OpenAI's chat-completions protocol and misbehaves on command.
+
+It is the one fake the tests use, at the edge we cannot reach: real sockets, real HTTP/1.1, real
+JSON, so the `openai` SDK under test runs its whole stack. It runs on its own thread and event loop,
+so a server under test in another process can reach it whatever the test itself is doing.
+
+Behaviours, taken from the script in order (then `default`):
+    ok             a valid single-best-answer item for the requested difficulty
+    429[:S]        rate limited, with `Retry-After: S` when given
+    500, 503       server errors
+    401, 403, 404  wrong key, forbidden, unknown model
+    timeout[:S]    answer only after S seconds (default 30)
+    reset          send half the response headers, then reset the connection
+    malformed      200 with content that is not JSON
+    schema         200 with JSON that does not match the schema
+    duplicate      200 with a well-formed item whose options B and D are identical
+    refusal        200 with a refusal instead of content
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from typing import Any
+
+OPTIONS: list[dict[str, str]] = [
+    {"label": "A", "text": "Right coronary artery"},
+    {"label": "B", "text": "Left anterior descending artery"},
+    {"label": "C", "text": "Left circumflex artery"},
+    {"label": "D", "text": "Left main coronary artery"},
+    {"label": "E", "text": "First diagonal branch"},
+]
+ITEM: dict[str, Any] = {
+    "stem": "A 61-year-old woman has crushing chest pain with ST elevation in II, III and aVF. "
+    "Which artery is most likely occluded?",
+    "options": OPTIONS,
+    "answer": "A",
+    "explanation": "The inferior leads face the territory of the right coronary artery.",
+    "difficulty": "medium",
+}
+
+
+class FakeLLM:
+    def __init__(self, default: str = "ok") -> None:
+        self.default = default
+        self.script: deque[str] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-llm")
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeLLM:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        future.result(10)
+        return self
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def queue(self, *behaviours: str) -> None:
+        with self._lock:
+            self.script.extend(behaviours)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def _next(self) -> str:
+        with self._lock:
+            return self.script.popleft() if self.script else self.default
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+                }
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                request = json.loads(body) if body else {}
+                with self._lock:
+                    self.requests.append({"path": lines[0].split(" ")[1], "headers": headers, "body": request})
+                if not await self._respond(self._next(), request, writer):
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if not writer.is_closing():
+                writer.close()
+
+    async def _respond(self, behaviour: str, request: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        """Writes one response; False when the connection is gone afterwards."""
+        name, _, arg = behaviour.partition(":")
+        if name == "reset":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/js")
+            await writer.drain()
+            sock: socket.socket = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        if name == "timeout":
+            await asyncio.sleep(float(arg or 30))
+            name = "ok"
+        if name in ("401", "403", "404", "500", "503"):
+            status = int(name)
+            error = {"error": {"message": f"fake {status}", "type": "fake", "code": None}}
+            self._write(writer, status, error)
+        elif name == "429":
+            extra = {"retry-after": arg} if arg else {}
+            self._write(writer, 429, {"error": {"message": "slow down", "type": "rate_limit"}}, extra)
+        else:
+            self._write(writer, 200, self._completion(name, request))
+        await writer.drain()
+        return True
+
+    def _completion(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        prompt = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
+        match = re.search(r"Difficulty: (\w+)", prompt)
+        item = dict(ITEM, difficulty=match.group(1) if match else "medium")
+        refusal = None
+        if name == "malformed":
+            content: str | None = "Sure! Here is your question: {stem: oops"
+        elif name == "schema":
+            content = json.dumps({"question": "missing every required field"})
+        elif name == "duplicate":
+            options = [dict(o) for o in OPTIONS]
+            options[3]["text"] = options[1]["text"]
+            content = json.dumps(dict(item, options=options))
+        elif name == "refusal":
+            content, refusal = None, "I can't help with that."
+        else:
+            content = json.dumps(item)
+        return {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+        }
+
+    @staticmethod
+    def _write(
+        writer: asyncio.StreamWriter, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        payload = json.dumps(body).encode()
+        reason = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}.get(
+            status, "Error"
+        )
+        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
