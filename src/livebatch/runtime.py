@@ -40,18 +40,17 @@ def create_bus(settings: Settings) -> Bus:
     return LocalBus(capacity=settings.stream_buffer)
 
 
-def create_broker(settings: Settings) -> AsyncBroker:
+def create_broker(settings: Settings, *, on_lost: Callable[[], None] | None = None) -> AsyncBroker:
     if settings.redis_url:
-        from taskiq_redis import RedisStreamBroker
+        from livebatch.generation.broker import ItemQueue
 
         # Redelivery of a dead worker's message is left to our lease sweeper; keep Redis's own reclaim
         # (idle_timeout) well above the longest generation so it never runs a healthy task twice.
-        return RedisStreamBroker(
+        return ItemQueue(
             settings.redis_url,
-            queue_name=f"{settings.redis_prefix}:items",
-            consumer_group_name=f"{settings.redis_prefix}:workers",
-            idle_timeout=int(max(600.0, settings.lease_s * 4) * 1000),
-            xread_block=1000,
+            prefix=settings.redis_prefix,
+            idle_timeout_ms=int(max(600.0, settings.lease_s * 4) * 1000),
+            on_lost=on_lost,
         )
     return InMemoryBroker(max_stored_results=1)
 
@@ -72,7 +71,7 @@ class Runtime:
             settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
         self.bus = create_bus(settings)
-        self.broker = create_broker(settings)
+        self.broker = create_broker(settings, on_lost=self._queue_lost)
         self.generate = tasks.register(self.broker)
         self.provider = provider or create_provider(settings)
         self.durable_queue = settings.redis_url is not None
@@ -89,6 +88,7 @@ class Runtime:
         )
         self.streams_by_user: Counter[UUID] = Counter()
         self._background: list[asyncio.Task[Any]] = []
+        self._requeue: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.bus.start()
@@ -109,11 +109,41 @@ class Runtime:
             )
             self._background.append(asyncio.create_task(receiver, name="livebatch-receiver"))
 
-    async def aclose(self) -> None:
+    def _queue_lost(self) -> None:
+        """The queue lost its messages (Redis restarted empty): queue every dispatched item again now,
+        rather than after the dispatch timeout. Runs in the worker's listener; never blocks it."""
+        if not self.worker or (self._requeue is not None and not self._requeue.done()):
+            return
+        self._requeue = asyncio.create_task(self._requeue_dispatched(), name="livebatch-requeue")
+        self._background = [task for task in self._background if not task.done()] + [self._requeue]
+
+    async def _requeue_dispatched(self) -> None:
+        try:
+            await tasks.sweep(self, all_dispatched=True)
+        except Exception:
+            logger.exception("re-queueing after the queue was lost failed; the sweeper will catch up")
+
+    async def drain(self, timeout: float) -> bool:
+        """Stops taking work and gives the attempts in flight up to `timeout` to record their outcome, so
+        that a worker stopped on purpose leaves no lease to expire. True when none was left running."""
+        await self._stop_background()
+        try:
+            async with asyncio.timeout(timeout):
+                # Holding every slot means no attempt is running, and keeps new claims from starting.
+                for _ in range(self.settings.max_concurrency):
+                    await self.slots.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _stop_background(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+
+    async def aclose(self) -> None:
+        await self._stop_background()
         if isinstance(self.broker, InMemoryBroker):
             for running in list(self.broker._running_tasks):
                 running.cancel()
@@ -141,6 +171,6 @@ class Runtime:
         for item_id in item_ids:
             try:
                 await self.generate.kiq(str(item_id))
-            except Exception:
+            except Exception as exc:
                 # Committed as dispatched: the sweeper queues it again once it looks lost.
-                logger.exception("could not queue item %s", item_id)
+                logger.warning("could not queue item %s (%s); the sweeper will queue it again", item_id, exc)
