@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
-from redis.retry import Retry
 from taskiq import AckableMessage
 from taskiq_redis import RedisStreamBroker
 
@@ -30,6 +32,7 @@ logger = logging.getLogger("livebatch.queue")
 # delivered is re-queued by the sweeper like any lost one.
 STREAM_MAXLEN = 100_000
 BACKOFF_MAX_S = 2.0
+RECLAIM_EVERY_S = 30.0
 
 
 class ItemQueue(RedisStreamBroker):
@@ -72,7 +75,7 @@ class ItemQueue(RedisStreamBroker):
                     self.reconnects += 1
                     logger.info("work queue reachable again")
                     failed, delay = False, 0.1
-                async with contextlib.aclosing(super().listen()) as messages:
+                async with contextlib.aclosing(self._read()) as messages:
                     async for message in messages:
                         yield message
             except (RedisError, OSError) as exc:
@@ -86,6 +89,41 @@ class ItemQueue(RedisStreamBroker):
                 failed = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
+
+    async def _read(self) -> AsyncGenerator[AckableMessage, None]:
+        """taskiq-redis's read loop, minus its autoclaim lock (a lock queued in a pipeline locks nothing)
+        and its pipelines (left unclosed when the connection drops), plus a reclaim on a quiet queue too."""
+        last_reclaim = 0.0
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            while True:
+                fetched: Any = await conn.xreadgroup(
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    {self.queue_name: ">"},
+                    block=self.block,
+                    count=self.count,
+                )
+                for stream, messages in fetched or ():
+                    for message_id, fields in messages:
+                        yield self._message(message_id, fields, stream)
+                if time.monotonic() - last_reclaim < RECLAIM_EVERY_S:
+                    continue
+                last_reclaim = time.monotonic()
+                # A dead consumer's unacked messages, once idle past idle_timeout: run (a no-op for items already
+                # done) and acked, so that the group's pending list does not grow forever.
+                reclaimed: Any = await conn.xautoclaim(
+                    self.queue_name,
+                    self.consumer_group_name,
+                    self.consumer_name,
+                    min_idle_time=self.idle_timeout,
+                    count=self.unacknowledged_batch_size,
+                )
+                for message_id, fields in reclaimed[1]:
+                    if fields:
+                        yield self._message(message_id, fields, self.queue_name)
+
+    def _message(self, message_id: Any, fields: Any, stream: Any) -> AckableMessage:
+        return AckableMessage(data=fields[b"data"], ack=self._ack_generator(id=message_id, queue_name=stream))
 
     def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
         ack = super()._ack_generator(id, queue_name)

@@ -139,7 +139,12 @@ async def sweep(rt: Runtime, *, all_dispatched: bool = False) -> None:
             await service.top_up(session, batch_id, now=rt.now())
             await rt.commit(session)
     if expired or stale:
-        logger.info("sweeper: %d expired leases, %d lost dispatches re-queued", len(expired), len(stale))
+        logger.info(
+            "sweeper: %d expired leases, %d lost dispatches re-queued",
+            len(expired),
+            len(stale),
+            extra={"expired_leases": len(expired), "requeued": len(stale)},
+        )
 
 
 async def sweep_forever(rt: Runtime) -> None:
