@@ -65,6 +65,8 @@ def create_app(
         summary="Launch a batch of AI-generated exam items and watch it live.",
         lifespan=lifespan,
     )
+    if runtime is not None:
+        app.state.runtime = runtime  # also without a lifespan run (httpx's ASGITransport runs none)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
