@@ -173,7 +173,9 @@ async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor
                     raise _Ended
                 yield event.frame
                 cursor.seq = event.seq
-            if notice.state is not None:
+            # A notice that arrives late (workers publish on their own connections, so out of order) carries
+            # a snapshot older than the events already sent: only the newest notice's snapshot is current.
+            if notice.state is not None and notice.events and notice.events[-1].seq == cursor.seq:
                 cursor.update(notice.state)
             if cursor.dirty and time.monotonic() - cursor.sent_progress_at >= interval:
                 yield _progress(cursor)
