@@ -134,8 +134,9 @@ SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture
-def make_settings(backend: Backend, database_url: str, tmp_path: Path) -> SettingsFactory:
-    """Settings for this test's database, fast enough for tests; keyword arguments override."""
+def make_settings(backend: Backend, database_url: str, tmp_path: Path) -> Iterator[SettingsFactory]:
+    """Settings for this test's database, fast enough for tests; keyword arguments override. The test's
+    keys in the shared Redis (its queue stream) are deleted afterwards."""
     prefix = f"lbt:{uuid.uuid4().hex[:12]}"
 
     def make(**overrides: Any) -> Settings:
@@ -161,7 +162,21 @@ def make_settings(backend: Backend, database_url: str, tmp_path: Path) -> Settin
         values.update(overrides)
         return Settings(**values)
 
-    return make
+    yield make
+    if backend.scaled:
+        _delete_redis_keys(backend.redis_url, f"{prefix}:*")
+
+
+def _delete_redis_keys(url: str, pattern: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture
