@@ -86,6 +86,24 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
+def _missing_servers(config: pytest.Config) -> str | None:
+    """Why the scaled run cannot run here, or None when PostgreSQL and Redis both answer."""
+    pg_url, redis_url = config.getoption("--pg-url"), config.getoption("--redis-url")
+    urls = {"PostgreSQL": httpx.URL(pg_url.replace("+asyncpg", "")), "Redis": httpx.URL(redis_url)}
+    missing = [name for name, url in urls.items() if not _reachable(url.host, url.port or 0)]
+    return f"--backend=scaled needs {' and '.join(missing)} ({pg_url}, {redis_url})" if missing else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under CI a scaled run without its servers must fail as a whole, also when no collected test happens
+    # to ask for them (elsewhere the tests that need them are skipped, with the reason).
+    config = session.config
+    if config.getoption("--backend") == "scaled" and os.environ.get("CI") == "true":
+        missing = _missing_servers(config)
+        if missing:
+            pytest.exit(missing, returncode=pytest.ExitCode.TESTS_FAILED)
+
+
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     kind = request.config.getoption("--backend")
@@ -93,16 +111,11 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         yield Backend("embedded", template=str(_sqlite_template(tmp_path_factory)))
         return
     pg_url, redis_url = request.config.getoption("--pg-url"), request.config.getoption("--redis-url")
-    missing = [
-        name
-        for name, url in (("PostgreSQL", pg_url), ("Redis", redis_url))
-        if not _reachable(httpx.URL(url.replace("+asyncpg", "")).host, httpx.URL(url.replace("+asyncpg", "")).port or 0)
-    ]
+    missing = _missing_servers(request.config)
     if missing:
-        message = f"--backend=scaled needs {' and '.join(missing)} ({pg_url}, {redis_url})"
         if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+            pytest.fail(missing, pytrace=False)
+        pytest.skip(missing)
     template = f"lbt_template_{os.getpid()}"
     _admin(pg_url, f"DROP DATABASE IF EXISTS {template}", f"CREATE DATABASE {template}")
     upgrade(_with_database(pg_url, template))
