@@ -7,9 +7,10 @@ every writer goes through: commit once, then ring the bus and queue the dispatch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -18,14 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.api import run_receiver_task
 
+from livebatch.batches import repository
 from livebatch.batches.retry import RetryPolicy
-from livebatch.batches.service import Limits, take_dispatched
+from livebatch.batches.service import Limits, take_dispatched, top_up
 from livebatch.clock import utcnow
 from livebatch.config import Settings
 from livebatch.db import Database
 from livebatch.events import log
 from livebatch.events.bus import Bus, LocalBus
 from livebatch.generation import tasks
+from livebatch.generation.broker import ItemQueue
 from livebatch.generation.providers import Provider, create_provider
 from livebatch.metrics import Metrics
 
@@ -42,8 +45,6 @@ def create_bus(settings: Settings) -> Bus:
 
 def create_broker(settings: Settings, *, on_lost: Callable[[], None] | None = None) -> AsyncBroker:
     if settings.redis_url:
-        from livebatch.generation.broker import ItemQueue
-
         # Redelivery of a dead worker's message is left to our lease sweeper; keep Redis's own reclaim
         # (idle_timeout) well above the longest generation so it never runs a healthy task twice.
         return ItemQueue(
@@ -89,6 +90,9 @@ class Runtime:
         self.streams_by_user: Counter[UUID] = Counter()
         self._background: list[asyncio.Task[Any]] = []
         self._requeue: asyncio.Task[None] | None = None
+        self.accepting = True  # False once stopping: received items are handed back, not started
+        self._held: Counter[UUID] = Counter()  # items this process received and has not finished with
+        self._refused: set[UUID] = set()
 
     async def start(self) -> None:
         await self.bus.start()
@@ -123,9 +127,24 @@ class Runtime:
         except Exception:
             logger.exception("re-queueing after the queue was lost failed; the sweeper will catch up")
 
+    @contextlib.contextmanager
+    def holding(self, item_id: UUID) -> Iterator[None]:
+        self._held[item_id] += 1
+        try:
+            yield
+        finally:
+            self._held[item_id] -= 1
+            if self._held[item_id] <= 0:
+                del self._held[item_id]
+            if not self.accepting:
+                self._refused.add(item_id)  # maybe not started: a candidate to hand back
+
     async def drain(self, timeout: float) -> bool:
-        """Stops taking work and gives the attempts in flight up to `timeout` to record their outcome, so
-        that a worker stopped on purpose leaves no lease to expire. True when none was left running."""
+        """Stops taking work, gives the attempts in flight up to `timeout` to record their outcome, and
+        hands back the items received but not started (waiting for a slot or a retry delay), so that a
+        worker stopped on purpose leaves no lease to expire and no message to time out. True when no
+        attempt was left running."""
+        self.accepting = False
         await self._stop_background()
         try:
             async with asyncio.timeout(timeout):
@@ -134,7 +153,29 @@ class Runtime:
                     await self.slots.acquire()
         except TimeoutError:
             return False
+        unfinished = [*self._held, *self._refused]
+        if isinstance(self.broker, ItemQueue):
+            try:
+                unfinished += [UUID(arg) for arg in await self.broker.take_unfinished()]
+            except Exception as exc:
+                logger.warning("could not read this worker's unacknowledged messages (%s)", exc)
+        await self._hand_back(unfinished)
         return True
+
+    async def _hand_back(self, item_ids: list[UUID]) -> None:
+        """Dispatches the items' batches afresh, so that other workers take them now."""
+        if not item_ids:
+            return
+        try:
+            async with self.db.session() as session:
+                batches = await repository.undispatch(session, item_ids)
+                for batch_id in sorted(set(batches)):
+                    await top_up(session, batch_id, now=self.now())
+                await self.commit(session)
+        except Exception:
+            logger.exception("could not hand items back; they are queued again after the dispatch timeout")
+            return
+        logger.info("handed back %d items", len(batches), extra={"handed_back": len(batches)})
 
     async def _stop_background(self) -> None:
         for task in self._background:

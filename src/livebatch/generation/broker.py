@@ -122,6 +122,23 @@ class ItemQueue(RedisStreamBroker):
                     if fields:
                         yield self._message(message_id, fields, self.queue_name)
 
+    async def take_unfinished(self) -> list[str]:
+        """The arguments of every message delivered to this consumer and never acknowledged (fetched but
+        dropped at shutdown, say), acknowledged now: the caller hands their items back."""
+        arguments: list[str] = []
+        async with Redis(connection_pool=self.connection_pool) as conn:
+            pending: Any = await conn.xpending_range(
+                self.queue_name, self.consumer_group_name, "-", "+", 10_000, consumername=self.consumer_name
+            )
+            message_ids = [entry["message_id"] for entry in pending]
+            for message_id in message_ids:
+                entries: Any = await conn.xrange(self.queue_name, min=message_id, max=message_id)
+                for _, fields in entries:
+                    arguments.extend(str(arg) for arg in self.formatter.loads(fields[b"data"]).args)
+            if message_ids:
+                await conn.xack(self.queue_name, self.consumer_group_name, *message_ids)
+        return arguments
+
     def _message(self, message_id: Any, fields: Any, stream: Any) -> AckableMessage:
         return AckableMessage(data=fields[b"data"], ack=self._ack_generator(id=message_id, queue_name=stream))
 
