@@ -21,7 +21,6 @@ from livebatch import __version__
 from livebatch.batches import api as batches_api
 from livebatch.config import Settings
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
-from livebatch.migrate import upgrade_async
 from livebatch.runtime import Runtime
 from livebatch.users import api as users_api
 
@@ -50,6 +49,8 @@ def create_app(
             yield
             return
         if settings.is_sqlite:
+            from livebatch.migrate import upgrade_async  # Alembic only where it runs: embedded
+
             await upgrade_async(settings.effective_database_url)
         rt = Runtime(settings, worker=settings.redis_url is None if worker is None else worker)
         await rt.start()

@@ -166,16 +166,20 @@ class Runtime:
         """Dispatches the items' batches afresh, so that other workers take them now."""
         if not item_ids:
             return
+        handed_back = 0
         try:
             async with self.db.session() as session:
-                batches = await repository.undispatch(session, item_ids)
-                for batch_id in sorted(set(batches)):
+                for batch_id in await repository.batches_of(session, item_ids):
+                    # The batch row first, its items after: the lock order of every writer.
+                    if await repository.lock_batch(session, batch_id) is None:
+                        continue
+                    handed_back += await repository.undispatch(session, batch_id, item_ids)
                     await top_up(session, batch_id, now=self.now())
                 await self.commit(session)
         except Exception:
             logger.exception("could not hand items back; they are queued again after the dispatch timeout")
             return
-        logger.info("handed back %d items", len(batches), extra={"handed_back": len(batches)})
+        logger.info("handed back %d items", handed_back, extra={"handed_back": handed_back})
 
     async def _stop_background(self) -> None:
         for task in self._background:

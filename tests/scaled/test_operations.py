@@ -23,7 +23,7 @@ from tests.scaled.conftest import (
     wait_until,
 )
 
-ITEMS = 150
+ITEMS = 90
 
 
 async def test_sigterm_ends_an_instance_streams_cleanly_and_the_client_resumes_elsewhere(

@@ -22,7 +22,7 @@ from tests.scaled.conftest import (
     wait_until,
 )
 
-ITEMS = 200
+ITEMS = 120
 
 
 async def test_a_redis_restart_loses_no_event_and_the_queue_recovers(

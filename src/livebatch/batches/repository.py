@@ -90,15 +90,17 @@ async def clear_dispatches(session: AsyncSession, batch_id: UUID) -> None:
     await session.execute(stmt)
 
 
-async def undispatch(session: AsyncSession, item_ids: Sequence[UUID]) -> list[UUID]:
-    """Marks those of the items still pending and dispatched as not dispatched; returns each one's batch."""
-    stmt = (
-        update(Item)
-        .where(Item.id.in_(item_ids), Item.status == PENDING, Item.dispatched_at.is_not(None))
-        .values(dispatched_at=None)
-        .returning(Item.batch_id)
+async def batches_of(session: AsyncSession, item_ids: Sequence[UUID]) -> list[UUID]:
+    stmt = select(Item.batch_id).where(Item.id.in_(item_ids)).distinct()
+    return sorted((await session.execute(stmt)).scalars())
+
+
+async def undispatch(session: AsyncSession, batch_id: UUID, item_ids: Sequence[UUID]) -> int:
+    """Marks those of the batch's items still pending and dispatched as not dispatched; how many."""
+    stmt = update(Item).where(
+        Item.batch_id == batch_id, Item.id.in_(item_ids), Item.status == PENDING, Item.dispatched_at.is_not(None)
     )
-    return list((await session.execute(stmt)).scalars())
+    return _rowcount(await session.execute(stmt.values(dispatched_at=None)))
 
 
 async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> int | None:
