@@ -68,7 +68,8 @@ def serve(
 @app.command()
 def worker(
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port (default: none).")
+        int | None,
+        typer.Option(help="Serve this worker's Prometheus metrics on this port (0: any free one; default: none)."),
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Interface for the metrics endpoint.")] = "127.0.0.1",
 ) -> None:
@@ -91,11 +92,11 @@ async def _work_until_signalled(settings: Settings, metrics_port: int | None, me
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await rt.start()
-    if metrics_port is not None:
-        rt.metrics.serve_process_metrics(metrics_port, metrics_host)
-    logger.info("worker up", extra={"max_concurrency": settings.max_concurrency, "metrics_port": metrics_port})
     try:
+        # The metrics port first: a port already taken fails the start before this worker takes any work.
+        port = rt.metrics.serve_process_metrics(metrics_port, metrics_host) if metrics_port is not None else None
+        await rt.start()
+        logger.info("worker up", extra={"max_concurrency": settings.max_concurrency, "metrics_port": port})
         await stop.wait()
         logger.info("stopping: finishing the attempts in flight")
         # An attempt never runs longer than the generation deadline; past it, its lease expires anyway.

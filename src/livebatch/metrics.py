@@ -52,9 +52,11 @@ class Metrics:
         )
         self._server: Any = None
 
-    def serve_process_metrics(self, port: int, host: str = "127.0.0.1") -> None:
-        """Serves this process's figures over HTTP from a thread (a worker has no web app)."""
+    def serve_process_metrics(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serves this process's figures over HTTP from a thread (a worker has no web app); returns the
+        port (the one the system chose, given 0)."""
         self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._server.server_port)
 
     def close(self) -> None:
         if self._server is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -58,7 +59,9 @@ async def _answers(url: str) -> bool:
 
 @dataclass
 class Cluster:
-    """API instances and workers as subprocesses, started without blocking the event loop."""
+    """API instances and workers as subprocesses, started without blocking the event loop. Each binds
+    a port the system picks (port 0) and the test reads it from the process's JSON log: a port picked
+    here and bound there could be taken in between by another process of this shared machine."""
 
     start_process: LiveFactory
     apis: list[LiveProcess] = field(default_factory=list)
@@ -66,22 +69,37 @@ class Cluster:
     metrics_ports: dict[int, int] = field(default_factory=dict)  # id(worker) -> port
 
     async def start(self, settings: Settings, *, apis: int = 0, workers: int = 0) -> None:
-        started: list[tuple[LiveProcess, str]] = []
-        for _ in range(apis):
-            port = free_port()
-            api = self.start_process(
-                settings, "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port), port=port, wait=False
-            )
-            self.apis.append(api)
-            started.append((api, f"{api.base_url}/healthz"))
-        for _ in range(workers):
-            port = free_port()
-            worker = self.start_process(settings, "worker", "--metrics-port", str(port), wait=False)
-            self.workers.append(worker)
-            self.metrics_ports[id(worker)] = port
-            started.append((worker, f"http://127.0.0.1:{port}/metrics"))
-        for proc, url in started:
-            await self.wait_up(proc, url)
+        assert settings.log_format != "text", "the cluster reads ports from JSON logs"
+        started = [
+            self.start_process(settings, "serve", "--no-worker", "--host", "127.0.0.1", "--port", "0", wait=False)
+            for _ in range(apis)
+        ]
+        self.apis += started
+        new_workers = [
+            self.start_process(settings, "worker", "--metrics-port", "0", wait=False) for _ in range(workers)
+        ]
+        self.workers += new_workers
+        for api in started:
+            api.port = await self._logged_port(api, r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+            await self.wait_up(api, f"{api.base_url}/healthz")
+        for worker in new_workers:
+            self.metrics_ports[id(worker)] = await self._logged_port(worker, r'"worker up".*"metrics_port": (\d+)')
+
+    @staticmethod
+    async def _logged_port(proc: LiveProcess, pattern: str, timeout: float = 60) -> int:
+        found: list[int] = []
+
+        async def logged() -> bool:
+            assert proc.process is not None
+            if proc.process.poll() is not None:
+                raise RuntimeError(f"{proc.args[0]} exited with {proc.process.returncode}:\n{proc.log()}")
+            match = re.search(pattern, proc.log_path.read_text(errors="replace"))
+            if match:
+                found.append(int(match.group(1)))
+            return bool(found)
+
+        await wait_until(logged, timeout=timeout, what=f"{proc.args[0]} to log its port")
+        return found[0]
 
     @staticmethod
     async def wait_up(proc: LiveProcess, url: str, timeout: float = 60) -> None:
@@ -157,6 +175,9 @@ class RedisServer:
 
     async def wait_up(self) -> None:
         async def pong() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise TimeoutError(f"redis-server exited with {self.process.returncode}")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:
@@ -178,9 +199,16 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
         pytest.fail("redis-server is not installed (apt-get install redis-server)")
     directory = tmp_path / "redis"
     directory.mkdir()
-    server = RedisServer(directory)
-    server.start()
-    await server.wait_up()
+    for _ in range(3):  # the free port may be taken before redis-server binds it: try another
+        server = RedisServer(directory)
+        server.start()
+        try:
+            await server.wait_up()
+            break
+        except TimeoutError:
+            server.kill()
+    else:
+        pytest.fail(f"could not start redis-server:\n{(directory / 'redis.log').read_text()[-2000:]}")
     yield server
     server.kill()
 
@@ -191,12 +219,13 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.port = free_port()
+        self.port = 0  # the system picks one at the first start; a restore binds it again
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
