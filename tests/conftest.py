@@ -86,6 +86,24 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
+def _missing_servers(config: pytest.Config) -> str | None:
+    """Why the scaled run cannot run here, or None when PostgreSQL and Redis both answer."""
+    pg_url, redis_url = config.getoption("--pg-url"), config.getoption("--redis-url")
+    urls = {"PostgreSQL": httpx.URL(pg_url.replace("+asyncpg", "")), "Redis": httpx.URL(redis_url)}
+    missing = [name for name, url in urls.items() if not _reachable(url.host, url.port or 0)]
+    return f"--backend=scaled needs {' and '.join(missing)} ({pg_url}, {redis_url})" if missing else None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Under CI a scaled run without its servers must fail as a whole, also when no collected test happens
+    # to ask for them (elsewhere the tests that need them are skipped, with the reason).
+    config = session.config
+    if config.getoption("--backend") == "scaled" and os.environ.get("CI") == "true":
+        missing = _missing_servers(config)
+        if missing:
+            pytest.exit(missing, returncode=pytest.ExitCode.TESTS_FAILED)
+
+
 @pytest.fixture(scope="session")
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     kind = request.config.getoption("--backend")
@@ -93,16 +111,11 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         yield Backend("embedded", template=str(_sqlite_template(tmp_path_factory)))
         return
     pg_url, redis_url = request.config.getoption("--pg-url"), request.config.getoption("--redis-url")
-    missing = [
-        name
-        for name, url in (("PostgreSQL", pg_url), ("Redis", redis_url))
-        if not _reachable(httpx.URL(url.replace("+asyncpg", "")).host, httpx.URL(url.replace("+asyncpg", "")).port or 0)
-    ]
+    missing = _missing_servers(request.config)
     if missing:
-        message = f"--backend=scaled needs {' and '.join(missing)} ({pg_url}, {redis_url})"
         if os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+            pytest.fail(missing, pytrace=False)
+        pytest.skip(missing)
     template = f"lbt_template_{os.getpid()}"
     _admin(pg_url, f"DROP DATABASE IF EXISTS {template}", f"CREATE DATABASE {template}")
     upgrade(_with_database(pg_url, template))
@@ -134,8 +147,9 @@ SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture
-def make_settings(backend: Backend, database_url: str, tmp_path: Path) -> SettingsFactory:
-    """Settings for this test's database, fast enough for tests; keyword arguments override."""
+def make_settings(backend: Backend, database_url: str, tmp_path: Path) -> Iterator[SettingsFactory]:
+    """Settings for this test's database, fast enough for tests; keyword arguments override. The test's
+    keys in the shared Redis (its queue stream) are deleted afterwards."""
     prefix = f"lbt:{uuid.uuid4().hex[:12]}"
 
     def make(**overrides: Any) -> Settings:
@@ -161,7 +175,21 @@ def make_settings(backend: Backend, database_url: str, tmp_path: Path) -> Settin
         values.update(overrides)
         return Settings(**values)
 
-    return make
+    yield make
+    if backend.scaled:
+        _delete_redis_keys(backend.redis_url, f"{prefix}:*")
+
+
+def _delete_redis_keys(url: str, pattern: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -274,10 +302,10 @@ class LiveProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, wait: bool = True) -> LiveProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "livebatch", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "livebatch", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         if wait and self.port is not None:
             self.wait_ready()
         return self

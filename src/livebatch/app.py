@@ -3,8 +3,9 @@ that builds (and tears down) the process's runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +21,6 @@ from livebatch import __version__
 from livebatch.batches import api as batches_api
 from livebatch.config import Settings
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
-from livebatch.migrate import upgrade_async
 from livebatch.runtime import Runtime
 from livebatch.users import api as users_api
 
@@ -49,6 +49,8 @@ def create_app(
             yield
             return
         if settings.is_sqlite:
+            from livebatch.migrate import upgrade_async  # Alembic only where it runs: embedded
+
             await upgrade_async(settings.effective_database_url)
         rt = Runtime(settings, worker=settings.redis_url is None if worker is None else worker)
         await rt.start()
@@ -64,6 +66,8 @@ def create_app(
         summary="Launch a batch of AI-generated exam items and watch it live.",
         lifespan=lifespan,
     )
+    if runtime is not None:
+        app.state.runtime = runtime  # also without a lifespan run (httpx's ASGITransport runs none)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
@@ -80,22 +84,17 @@ def _add_operations(app: FastAPI) -> None:
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "A dependency is unreachable"}})
     async def readyz(request: Request) -> JSONResponse:
-        """The database (and Redis, when configured) answer."""
+        """The database (and Redis, when configured) answer within a couple of seconds."""
         rt: Runtime = request.app.state.runtime
-        checks: dict[str, str] = {}
-        try:
+
+        async def database() -> None:
             async with rt.db.read_session() as session:
                 await session.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
+
+        checks = {"database": await _probe(database)}
         ping = getattr(rt.bus, "ping", None)
         if ping is not None:
-            try:
-                await ping()
-                checks["redis"] = "ok"
-            except Exception as exc:
-                checks["redis"] = f"unavailable: {type(exc).__name__}"
+            checks["redis"] = await _probe(ping)
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
@@ -103,11 +102,32 @@ def _add_operations(app: FastAPI) -> None:
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(request: Request) -> Response:
-        """Prometheus metrics."""
+        """Prometheus metrics: this process's, then the cluster's from the database."""
         rt: Runtime = request.app.state.runtime
-        async with rt.db.read_session() as session:
-            body = await rt.metrics.render(session)
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                async with rt.db.read_session() as session:
+                    body = await rt.metrics.render(session)
+        except Exception as exc:
+            # The database is away: this process's own figures are still worth scraping.
+            logger.warning("metrics without the database figures (%s)", type(exc).__name__)
+            body = rt.metrics.render_process()
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+READY_TIMEOUT_S = 2.0
+
+
+async def _probe(check: Callable[[], Awaitable[object]]) -> str:
+    """ "ok", or why not: a dependency that does not answer in time counts as down."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await check()
+    except TimeoutError:
+        return "unavailable: no answer"
+    except Exception as exc:
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -66,29 +66,46 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's Prometheus metrics on this port (0: any free one; default: none)."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Interface for the metrics endpoint.")] = "127.0.0.1",
+) -> None:
     """Run item work from the Redis queue (scaled out: needs LIVEBATCH_REDIS_URL)."""
     settings = _settings()
     if not settings.redis_url:
         console.print("[red]livebatch worker needs LIVEBATCH_REDIS_URL; the embedded server does its own work.")
         raise typer.Exit(2)
-    asyncio.run(_work_until_signalled(settings))
+    asyncio.run(_work_until_signalled(settings, metrics_port, metrics_host))
 
 
-async def _work_until_signalled(settings: Settings) -> None:
+async def _work_until_signalled(settings: Settings, metrics_port: int | None, metrics_host: str) -> None:
+    import logging
+
     from livebatch.runtime import Runtime
 
+    logger = logging.getLogger("livebatch.worker")
     rt = Runtime(settings, worker=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await rt.start()
-    console.print(f"worker up ({settings.max_concurrency} items at once)")
     try:
+        # The metrics port first: a port already taken fails the start before this worker takes any work.
+        port = rt.metrics.serve_process_metrics(metrics_port, metrics_host) if metrics_port is not None else None
+        await rt.start()
+        logger.info("worker up", extra={"max_concurrency": settings.max_concurrency, "metrics_port": port})
         await stop.wait()
+        logger.info("stopping: finishing the attempts in flight")
+        # An attempt never runs longer than the generation deadline; past it, its lease expires anyway.
+        if not await rt.drain(rt.generation_deadline_s + 5):
+            logger.warning("attempts still running at exit; their items are retried once their lease expires")
     finally:
+        rt.metrics.close()
         await rt.aclose()
+    logger.info("worker stopped")
 
 
 @app.command("run-batch")

@@ -1,12 +1,17 @@
-"""Prometheus metrics, one registry per runtime (several apps in one test process do not mix figures).
+"""Prometheus metrics, registries per runtime (several apps in one test process do not mix figures).
 
-Counts of items and batches come from the database at scrape time, summed from the batches' counters
-(no scan of the items), so they agree with the API whichever process did the work.
+Two kinds. Process figures (open streams, events delivered, generation latency) count what this process
+did: an API instance serves them at `/metrics`, a worker on `livebatch worker --metrics-port`; sum them
+over instances. Cluster figures (items by status, batches, queue depth) come from the database at scrape
+time, summed from the batches' counters (no scan of the items): every API instance reports the same
+values whichever process did the work, so aggregate them with `max`, not `sum`.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,7 +20,8 @@ from livebatch.batches.models import Batch, Item, ItemStatus
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = CollectorRegistry()  # this process
+        self.cluster = CollectorRegistry()  # from the database
         self.open_streams = Gauge(
             "livebatch_open_streams", "Progress streams open on this process.", registry=self.registry
         )
@@ -37,13 +43,26 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
             registry=self.registry,
         )
-        self.items = Gauge("livebatch_items", "Items of all batches, by status.", ["status"], registry=self.registry)
-        self.batches = Gauge("livebatch_batches", "Batches, by status.", ["status"], registry=self.registry)
+        self.items = Gauge("livebatch_items", "Items of all batches, by status.", ["status"], registry=self.cluster)
+        self.batches = Gauge("livebatch_batches", "Batches, by status.", ["status"], registry=self.cluster)
         self.queue_depth = Gauge(
             "livebatch_queue_depth",
             "Items dispatched to the work queue and not yet claimed.",
-            registry=self.registry,
+            registry=self.cluster,
         )
+        self._server: Any = None
+
+    def serve_process_metrics(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serves this process's figures over HTTP from a thread (a worker has no web app); returns the
+        port (the one the system chose, given 0)."""
+        self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
     def observe_generation(self, seconds: float, outcome: str) -> None:
         self.generation_seconds.labels(outcome).observe(seconds)
@@ -79,4 +98,7 @@ class Metrics:
             select(func.count()).where(Item.status == ItemStatus.pending, Item.dispatched_at.is_not(None))
         )
         self.queue_depth.set(int(depth.scalar_one()))
+        return generate_latest(self.registry) + generate_latest(self.cluster)
+
+    def render_process(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,9 +7,10 @@ every writer goes through: commit once, then ring the bus and queue the dispatch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -18,14 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskiq import AsyncBroker, InMemoryBroker
 from taskiq.api import run_receiver_task
 
+from livebatch.batches import repository
 from livebatch.batches.retry import RetryPolicy
-from livebatch.batches.service import Limits, take_dispatched
+from livebatch.batches.service import Limits, take_dispatched, top_up
 from livebatch.clock import utcnow
 from livebatch.config import Settings
 from livebatch.db import Database
 from livebatch.events import log
 from livebatch.events.bus import Bus, LocalBus
 from livebatch.generation import tasks
+from livebatch.generation.broker import ItemQueue
 from livebatch.generation.providers import Provider, create_provider
 from livebatch.metrics import Metrics
 
@@ -40,18 +43,15 @@ def create_bus(settings: Settings) -> Bus:
     return LocalBus(capacity=settings.stream_buffer)
 
 
-def create_broker(settings: Settings) -> AsyncBroker:
+def create_broker(settings: Settings, *, on_lost: Callable[[], None] | None = None) -> AsyncBroker:
     if settings.redis_url:
-        from taskiq_redis import RedisStreamBroker
-
         # Redelivery of a dead worker's message is left to our lease sweeper; keep Redis's own reclaim
         # (idle_timeout) well above the longest generation so it never runs a healthy task twice.
-        return RedisStreamBroker(
+        return ItemQueue(
             settings.redis_url,
-            queue_name=f"{settings.redis_prefix}:items",
-            consumer_group_name=f"{settings.redis_prefix}:workers",
-            idle_timeout=int(max(600.0, settings.lease_s * 4) * 1000),
-            xread_block=1000,
+            prefix=settings.redis_prefix,
+            idle_timeout_ms=int(max(600.0, settings.lease_s * 4) * 1000),
+            on_lost=on_lost,
         )
     return InMemoryBroker(max_stored_results=1)
 
@@ -72,7 +72,7 @@ class Runtime:
             settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
         self.bus = create_bus(settings)
-        self.broker = create_broker(settings)
+        self.broker = create_broker(settings, on_lost=self._queue_lost)
         self.generate = tasks.register(self.broker)
         self.provider = provider or create_provider(settings)
         self.durable_queue = settings.redis_url is not None
@@ -89,6 +89,10 @@ class Runtime:
         )
         self.streams_by_user: Counter[UUID] = Counter()
         self._background: list[asyncio.Task[Any]] = []
+        self._requeue: asyncio.Task[None] | None = None
+        self.accepting = True  # False once stopping: received items are handed back, not started
+        self._held: Counter[UUID] = Counter()  # items this process received and has not finished with
+        self._refused: set[UUID] = set()
 
     async def start(self) -> None:
         await self.bus.start()
@@ -109,11 +113,82 @@ class Runtime:
             )
             self._background.append(asyncio.create_task(receiver, name="livebatch-receiver"))
 
-    async def aclose(self) -> None:
+    def _queue_lost(self) -> None:
+        """The queue lost its messages (Redis restarted empty): queue every dispatched item again now,
+        rather than after the dispatch timeout. Runs in the worker's listener; never blocks it."""
+        if not self.worker or (self._requeue is not None and not self._requeue.done()):
+            return
+        self._requeue = asyncio.create_task(self._requeue_dispatched(), name="livebatch-requeue")
+        self._background = [task for task in self._background if not task.done()] + [self._requeue]
+
+    async def _requeue_dispatched(self) -> None:
+        try:
+            await tasks.sweep(self, all_dispatched=True)
+        except Exception:
+            logger.exception("re-queueing after the queue was lost failed; the sweeper will catch up")
+
+    @contextlib.contextmanager
+    def holding(self, item_id: UUID) -> Iterator[None]:
+        self._held[item_id] += 1
+        try:
+            yield
+        finally:
+            self._held[item_id] -= 1
+            if self._held[item_id] <= 0:
+                del self._held[item_id]
+            if not self.accepting:
+                self._refused.add(item_id)  # maybe not started: a candidate to hand back
+
+    async def drain(self, timeout: float) -> bool:
+        """Stops taking work, gives the attempts in flight up to `timeout` to record their outcome, and
+        hands back the items received but not started (waiting for a slot or a retry delay), so that a
+        worker stopped on purpose leaves no lease to expire and no message to time out. True when no
+        attempt was left running."""
+        self.accepting = False
+        await self._stop_background()
+        try:
+            async with asyncio.timeout(timeout):
+                # Holding every slot means no attempt is running, and keeps new claims from starting.
+                for _ in range(self.settings.max_concurrency):
+                    await self.slots.acquire()
+        except TimeoutError:
+            return False
+        unfinished = [*self._held, *self._refused]
+        if isinstance(self.broker, ItemQueue):
+            try:
+                unfinished += [UUID(arg) for arg in await self.broker.take_unfinished()]
+            except Exception as exc:
+                logger.warning("could not read this worker's unacknowledged messages (%s)", exc)
+        await self._hand_back(unfinished)
+        return True
+
+    async def _hand_back(self, item_ids: list[UUID]) -> None:
+        """Dispatches the items' batches afresh, so that other workers take them now."""
+        if not item_ids:
+            return
+        handed_back = 0
+        try:
+            async with self.db.session() as session:
+                for batch_id in await repository.batches_of(session, item_ids):
+                    # The batch row first, its items after: the lock order of every writer.
+                    if await repository.lock_batch(session, batch_id) is None:
+                        continue
+                    handed_back += await repository.undispatch(session, batch_id, item_ids)
+                    await top_up(session, batch_id, now=self.now())
+                await self.commit(session)
+        except Exception:
+            logger.exception("could not hand items back; they are queued again after the dispatch timeout")
+            return
+        logger.info("handed back %d items", handed_back, extra={"handed_back": handed_back})
+
+    async def _stop_background(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+
+    async def aclose(self) -> None:
+        await self._stop_background()
         if isinstance(self.broker, InMemoryBroker):
             for running in list(self.broker._running_tasks):
                 running.cancel()
@@ -141,6 +216,6 @@ class Runtime:
         for item_id in item_ids:
             try:
                 await self.generate.kiq(str(item_id))
-            except Exception:
+            except Exception as exc:
                 # Committed as dispatched: the sweeper queues it again once it looks lost.
-                logger.exception("could not queue item %s", item_id)
+                logger.warning("could not queue item %s (%s); the sweeper will queue it again", item_id, exc)

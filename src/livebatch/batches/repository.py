@@ -90,6 +90,19 @@ async def clear_dispatches(session: AsyncSession, batch_id: UUID) -> None:
     await session.execute(stmt)
 
 
+async def batches_of(session: AsyncSession, item_ids: Sequence[UUID]) -> list[UUID]:
+    stmt = select(Item.batch_id).where(Item.id.in_(item_ids)).distinct()
+    return sorted((await session.execute(stmt)).scalars())
+
+
+async def undispatch(session: AsyncSession, batch_id: UUID, item_ids: Sequence[UUID]) -> int:
+    """Marks those of the batch's items still pending and dispatched as not dispatched; how many."""
+    stmt = update(Item).where(
+        Item.batch_id == batch_id, Item.id.in_(item_ids), Item.status == PENDING, Item.dispatched_at.is_not(None)
+    )
+    return _rowcount(await session.execute(stmt.values(dispatched_at=None)))
+
+
 async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> int | None:
     """Takes a pending item: the conditional update is the claim, so of two deliveries only one wins.
 
@@ -169,13 +182,15 @@ async def stale_dispatches(session: AsyncSession, *, before: datetime | None, li
     return list((await session.execute(stmt)).scalars())
 
 
-async def redispatch(session: AsyncSession, item_ids: Sequence[UUID], *, now: datetime) -> list[UUID]:
-    stmt = (
-        update(Item)
-        .where(Item.id.in_(item_ids), Item.status == PENDING, Item.dispatched_at.is_not(None))
-        .values(dispatched_at=now)
-        .returning(Item.id)
-    )
+async def redispatch(
+    session: AsyncSession, item_ids: Sequence[UUID], *, now: datetime, before: datetime | None = None
+) -> list[UUID]:
+    """Marks the items dispatched again, now; with `before`, only those still dispatched before it, so
+    that of several sweepers that found the same lost dispatch only one queues it again."""
+    conditions = [Item.id.in_(item_ids), Item.status == PENDING, Item.dispatched_at.is_not(None)]
+    if before is not None:
+        conditions.append(Item.dispatched_at < before)
+    stmt = update(Item).where(*conditions).values(dispatched_at=now).returning(Item.id)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -11,8 +11,9 @@ bus says it may have missed something (a hole in the seqs, or `RESYNC` after a l
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -99,7 +100,7 @@ async def open_stream(
             rt.metrics.open_streams.dec()
 
     return BatchStream(
-        _events(rt, batch_id, subscription, Cursor(after, snapshot)),
+        _counted(rt, _events(rt, batch_id, subscription, Cursor(after, snapshot))),
         subscription=subscription,
         release=release,
         rt=rt,
@@ -122,8 +123,17 @@ class _Ended(Exception):
     """The stream sent `batch.complete` and is over."""
 
 
-async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor) -> AsyncIterator[bytes]:
+async def _counted(rt: Runtime, frames: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """Counts every event written, by name (read back from its frame), snapshots and the end included."""
     delivered = rt.metrics.events_delivered
+    async with contextlib.aclosing(frames):
+        async for chunk in frames:
+            yield chunk
+            start = chunk.index(b"event: ") + 7
+            delivered.labels(chunk[start : chunk.index(b"\n", start)].decode()).inc()
+
+
+async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor) -> AsyncGenerator[bytes, None]:
     interval = rt.settings.progress_interval_ms / 1000
     yield frame(PROGRESS, cursor.state, event_id=cursor.seq, retry_ms=RETRY_MS)
     cursor.sent_progress_at = time.monotonic()
@@ -162,9 +172,10 @@ async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor
                         yield chunk
                     raise _Ended
                 yield event.frame
-                delivered.labels(event.name).inc()
                 cursor.seq = event.seq
-            if notice.state is not None:
+            # A notice that arrives late (workers publish on their own connections, so out of order) carries
+            # a snapshot older than the events already sent: only the newest notice's snapshot is current.
+            if notice.state is not None and notice.events and notice.events[-1].seq == cursor.seq:
                 cursor.update(notice.state)
             if cursor.dirty and time.monotonic() - cursor.sent_progress_at >= interval:
                 yield _progress(cursor)
@@ -187,7 +198,6 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
                     yield chunk
                 raise _Ended
             yield event.frame
-            rt.metrics.events_delivered.labels(event.name).inc()
             cursor.seq = event.seq
         if len(events) < REPLAY_PAGE:
             return

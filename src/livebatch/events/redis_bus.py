@@ -102,12 +102,16 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                logger.warning("fan-out connection lost (%s); reconnecting", exc)
+                if delay == 0.1:
+                    logger.warning("fan-out connection lost (%s); reconnecting", exc)
+                # Meanwhile the log keeps the streams going: each one catches up on every retry.
+                self.resyncs += 1
+                self.local.resync_all()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if message is None:
-                continue
+            if message is None or self.local.subscriber_count == 0:
+                continue  # a process with no open stream (a worker) need not decode anything
             if message["type"] == "subscribe":
                 # Joined (again): anything published while we were away is gone; catch up from the log.
                 self.resyncs += 1

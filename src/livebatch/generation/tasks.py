@@ -31,7 +31,8 @@ logger = logging.getLogger("livebatch.worker")
 
 async def generate_item(item_id: str, context: Annotated[Context, TaskiqDepends()]) -> None:
     runtime: Runtime = context.state.runtime
-    await work_on_item(runtime, UUID(item_id))
+    with runtime.holding(UUID(item_id)):
+        await work_on_item(runtime, UUID(item_id))
 
 
 def register(broker: AsyncBroker) -> AsyncTaskiqDecoratedTask[Any, Any]:
@@ -41,6 +42,8 @@ def register(broker: AsyncBroker) -> AsyncTaskiqDecoratedTask[Any, Any]:
 async def work_on_item(rt: Runtime, item_id: UUID) -> None:
     while True:
         async with rt.slots:
+            if not rt.accepting:
+                return  # the process is stopping: the item is handed back, not started
             async with rt.db.session() as session:
                 outcome = await service.claim_item(session, item_id, now=rt.now(), lease=rt.lease)
                 if isinstance(outcome, Claim):
@@ -129,17 +132,23 @@ async def sweep(rt: Runtime, *, all_dispatched: bool = False) -> None:
         async with rt.db.session() as session:
             await service.expire_lease(session, item_id, attempt_no, policy=rt.retry_policy, now=now)
             await rt.commit(session)
+    redispatched: list[UUID] = []
     if stale:
         async with rt.db.session() as session:
-            redispatched = await repository.redispatch(session, stale, now=now)
+            redispatched = await repository.redispatch(session, stale, now=now, before=lost_before)
             await session.commit()
         await rt.kick(redispatched)
     for batch_id in short:
         async with rt.db.session() as session:
             await service.top_up(session, batch_id, now=rt.now())
             await rt.commit(session)
-    if expired or stale:
-        logger.info("sweeper: %d expired leases, %d lost dispatches re-queued", len(expired), len(stale))
+    if expired or redispatched:
+        logger.info(
+            "sweeper: %d expired leases, %d lost dispatches re-queued",
+            len(expired),
+            len(redispatched),
+            extra={"expired_leases": len(expired), "requeued": len(redispatched)},
+        )
 
 
 async def sweep_forever(rt: Runtime) -> None:

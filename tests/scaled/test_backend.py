@@ -1,0 +1,50 @@
+"""The scaled run is what it claims: PostgreSQL, the Redis stream queue with a real receiver, and the Redis
+fan-out, for every test that uses the shared fixtures."""
+
+from __future__ import annotations
+
+import httpx
+import redis.asyncio as redis
+
+from livebatch.config import Settings
+from livebatch.events.log import LoggedEvent, Notice
+from livebatch.events.redis_bus import RedisBus
+from livebatch.generation.broker import ItemQueue
+from livebatch.runtime import Runtime
+from tests.checks import assert_consistent, wait_for_status
+from tests.conftest import Person, batch_body
+
+
+async def test_the_runtime_fixture_runs_on_postgresql_and_redis(
+    runtime: Runtime, client: httpx.AsyncClient, people: dict[str, Person], settings: Settings
+) -> None:
+    assert runtime.db.engine.dialect.name == "postgresql"
+    assert isinstance(runtime.bus, RedisBus)
+    assert isinstance(runtime.broker, ItemQueue)
+
+    response = await client.post("/api/v1/generation/batch", json=batch_body(6), headers=people["faculty"].headers)
+    assert response.status_code == 201, response.text
+    batch_id = response.json()["id"]
+    await wait_for_status(runtime, batch_id)  # woken by notices that came back over Redis pub/sub
+    batch = await assert_consistent(runtime.db, batch_id)
+    assert batch.status == "completed"
+
+    queue = redis.from_url(settings.redis_url or "")
+    try:
+        (group,) = await queue.xinfo_groups(f"{settings.redis_prefix}:items")
+        subscribers = dict(await queue.pubsub_numsub(f"{settings.redis_prefix}:events"))
+    finally:
+        await queue.aclose()
+    assert group["entries-read"] >= 6 and group["pending"] == 0  # every item went through the stream, acked
+    assert subscribers[f"{settings.redis_prefix}:events".encode()] == 1
+
+    # A notice published by another process (another bus on its own connection) reaches this one's streams.
+    other = RedisBus(settings.redis_url or "", prefix=settings.redis_prefix)
+    await other.start()
+    try:
+        with runtime.bus.subscribe(batch_id) as subscription:
+            await other.publish([Notice(batch_id, (LoggedEvent.of(99, "item.started", "{}"),))])
+            received = await subscription.get(timeout=5)
+    finally:
+        await other.aclose()
+    assert isinstance(received, Notice) and received.events[0].seq == 99
