@@ -105,7 +105,8 @@ export function rowText(entry) {
 
 /** The retry information of a failed row. */
 export function retryText(entry) {
-  const attempts = entry.retryCount === 1 ? "1 attempt" : `${entry.retryCount} attempts`;
+  const n = entry.retryCount;
+  const attempts = !Number.isFinite(n) ? "its attempts" : n === 1 ? "1 attempt" : `${n} attempts`;
   if (entry.willRetry) return `After ${attempts}; it will be tried again.`;
   return `Failed after ${attempts}; no retries left. "Retry failed" queues it again once the batch has ended.`;
 }

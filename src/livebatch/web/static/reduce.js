@@ -31,6 +31,8 @@ export function initialState() {
     cursor: 0, // every logged event up to this id has been applied
     ahead: [], // ids above the cursor applied already (delivered out of order), ascending
     statusSeq: 0, // the id of the event that set the batch status
+    retriedSeq: 0, // the latest `batch.retried`: items that had failed for good before it are pending
+    cancelledSeq: 0, // the `batch.complete` that cancelled the batch: items open before it are cancelled
     isComplete: false,
     complete: null, // the `batch.complete` payload, once seen
     connection: "connecting", // connecting | open | lost | closed
@@ -63,14 +65,23 @@ export function reduce(state, action) {
   }
 }
 
-/** The page's phase: `connecting` until the batch is known, then the batch's status. */
+/** The page's phase: `connecting` until the batch is known, then the batch's status, where an active
+ * batch is `queued` until its first item starts and `running` after (whatever order events came in). */
 export function phase(state) {
-  return state.batch === null ? "connecting" : state.batch.status;
+  if (state.batch === null) return "connecting";
+  const { status, startedAt } = state.batch;
+  if (status === "queued" || status === "running") return startedAt || state.items.size > 0 ? "running" : "queued";
+  return status;
 }
 
-/** Feed entries in index order. */
+/** Whether the feed shows a row for this entry (an item pending again after a retry has none). */
+export function isShown(entry) {
+  return entry.status !== "pending";
+}
+
+/** The feed's rows in index order. */
 export function feedEntries(state) {
-  return [...state.items.values()].sort((a, b) => a.itemIndex - b.itemIndex);
+  return [...state.items.values()].filter(isShown).sort((a, b) => a.itemIndex - b.itemIndex);
 }
 
 // --- the batch API ------------------------------------------------------------------------------
@@ -160,20 +171,17 @@ function onEvent(state, name, id, data, at) {
   const next = { ...state, ...advance(state.cursor, state.ahead, seq) };
   switch (name) {
     case "item.started":
-      next.items = putItem(state.items, seq, {
+      next.items = putItem(state, seq, {
         itemId: data.itemId,
         itemIndex: data.itemIndex,
         status: "started",
         timestamp: data.startedAt,
       });
-      // A queued batch starts running with its first item; no batch event says so.
-      if (next.batch && next.batch.status === "queued" && seq > state.statusSeq) {
-        next.batch = { ...next.batch, status: "running", startedAt: next.batch.startedAt || data.startedAt };
-        next.statusSeq = seq;
-      }
+      // A queued batch starts with its first item; no batch event says so (see `phase`).
+      if (next.batch && !next.batch.startedAt) next.batch = { ...next.batch, startedAt: data.startedAt };
       return next;
     case "item.completed":
-      next.items = putItem(state.items, seq, {
+      next.items = putItem(state, seq, {
         itemId: data.itemId,
         itemIndex: data.itemIndex,
         status: "completed",
@@ -184,7 +192,7 @@ function onEvent(state, name, id, data, at) {
       return next;
     case "item.failed": {
       const before = state.items.get(data.itemIndex);
-      next.items = putItem(state.items, seq, {
+      next.items = putItem(state, seq, {
         itemId: data.itemId,
         itemIndex: data.itemIndex,
         status: "failed",
@@ -203,29 +211,26 @@ function onEvent(state, name, id, data, at) {
     case "batch.paused":
       return seq > state.statusSeq ? withStatus(next, seq, "paused") : next;
     case "batch.resumed":
-      return seq > state.statusSeq ? withStatus(next, seq, next.batch && next.batch.startedAt ? "running" : "queued") : next;
+      return seq > state.statusSeq ? withStatus(next, seq, "running") : next;
     case "batch.retried": {
+      next.retriedSeq = Math.max(state.retriedSeq, seq);
+      next.items = settleAll(next);
       if (seq < state.statusSeq) return next;
       const retried = withStatus(next, seq, "running");
       retried.isComplete = false;
       retried.complete = null;
       retried.batch = retried.batch && { ...retried.batch, completedAt: null, errorMessage: null };
-      // Items that had failed for good are pending again: their rows return when they start.
-      retried.items = dropWhere(state.items, (row) => row.status === "failed" && !row.willRetry && row.seq < seq);
       return retried;
     }
     case "batch.complete": {
+      if (data.status === "cancelled") {
+        next.cancelledSeq = Math.max(state.cancelledSeq, seq);
+        next.items = settleAll(next);
+      }
       if (seq < state.statusSeq) return next;
       const done = withStatus(next, seq, data.status);
       done.isComplete = true;
       done.complete = data;
-      if (data.status === "cancelled") {
-        done.items = mapWhere(state.items, (row) => row.status === "started" && row.seq < seq, (row) => ({
-          ...row,
-          status: "cancelled",
-          seq,
-        }));
-      }
       return done;
     }
     default:
@@ -237,31 +242,37 @@ function withStatus(state, seq, status) {
   return { ...state, statusSeq: seq, batch: state.batch && { ...state.batch, status } };
 }
 
-// The items with this entry in place, unless a newer event already shaped the item's row.
-function putItem(items, seq, entry) {
-  const current = items.get(entry.itemIndex);
-  if (current && current.seq > seq) return items;
-  const next = new Map(items);
-  next.set(entry.itemIndex, { ...entry, seq });
-  return next;
+// The items with this event's entry in place, unless a newer event already shaped the item's row.
+function putItem(state, seq, entry) {
+  const current = state.items.get(entry.itemIndex);
+  if (current && current.seq > seq) return state.items;
+  const items = new Map(state.items);
+  items.set(entry.itemIndex, settle(state, { ...entry, seq }));
+  return items;
 }
 
-function dropWhere(items, predicate) {
-  let next = items;
-  for (const [index, row] of items) {
-    if (!predicate(row)) continue;
-    if (next === items) next = new Map(items);
-    next.delete(index);
+// What a later batch event decided for a row shaped by an earlier one, whatever order they came in:
+// an item that had failed for good before "Retry failed" is pending again (no row shown until it
+// restarts), and a running item, or one waiting for a retry, was cancelled with its batch. The row
+// keeps the seq of its own event, so the item's newer events still replace it.
+function settle(state, row) {
+  if (row.status === "failed" && !row.willRetry && row.seq < state.retriedSeq) {
+    return { itemId: row.itemId, itemIndex: row.itemIndex, status: "pending", seq: row.seq };
   }
-  return next;
+  const open = row.status === "started" || (row.status === "failed" && row.willRetry);
+  if (open && row.seq < state.cancelledSeq) {
+    return { itemId: row.itemId, itemIndex: row.itemIndex, status: "cancelled", timestamp: row.timestamp, seq: row.seq };
+  }
+  return row;
 }
 
-function mapWhere(items, predicate, change) {
-  let next = items;
-  for (const [index, row] of items) {
-    if (!predicate(row)) continue;
-    if (next === items) next = new Map(items);
-    next.set(index, change(row));
+function settleAll(state) {
+  let items = state.items;
+  for (const [index, row] of state.items) {
+    const settled = settle(state, row);
+    if (settled === row) continue;
+    if (items === state.items) items = new Map(state.items);
+    items.set(index, settled);
   }
-  return next;
+  return items;
 }

@@ -3,7 +3,7 @@
 // once and updated in place when its entry changes (entries are immutable, so identity says it), which
 // keeps a 1000-item feed smooth. Everything from the server or the model is set as text, never markup.
 
-import { phase, TERMINAL } from "./reduce.js";
+import { isShown, phase, TERMINAL } from "./reduce.js";
 import {
   barText,
   elapsedMs,
@@ -107,7 +107,7 @@ export function createView(root, handlers) {
     if (state.batch === null) return;
     const elapsed = elapsedMs(state.batch, now);
     text(el.elapsed, elapsed === null ? "Not started" : formatClock(elapsed));
-    text(el.eta, etaText(state.batch.status, state.snapshot, state.snapshotAt, now));
+    text(el.eta, etaText(phase(state), state.snapshot, state.snapshotAt, now));
   }
 
   function renderConnection(state) {
@@ -190,13 +190,15 @@ export function createView(root, handlers) {
     if (state.items === drawnItems && state.expanded === drawnExpanded) return;
     let touched = false;
     for (const [index, row] of rows) {
-      if (!state.items.has(index)) {
+      const entry = state.items.get(index);
+      if (entry === undefined || !isShown(entry)) {
         row.li.remove();
         rows.delete(index);
       }
     }
     const fresh = [];
     for (const [index, entry] of state.items) {
+      if (!isShown(entry)) continue;
       const expanded = state.expanded.has(index);
       const row = rows.get(index);
       if (row === undefined) {
@@ -212,7 +214,7 @@ export function createView(root, handlers) {
     }
     drawnItems = state.items;
     drawnExpanded = state.expanded;
-    show(el.feedEmpty, state.items.size === 0);
+    show(el.feedEmpty, rows.size === 0);
     if (touched && following) scrollToNewest();
     lastTop = el.feedScroll.scrollTop;
   }
