@@ -65,6 +65,9 @@ def create_app(
         summary="Launch a batch of AI-generated exam items and watch it live.",
         lifespan=lifespan,
     )
+    if runtime is not None:
+        # Also without a lifespan: httpx's ASGITransport (the `client` fixture) never runs one.
+        app.state.runtime = runtime
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
