@@ -184,11 +184,15 @@ export function createView(root, handlers) {
   }
 
   function renderFeed(state) {
+    const resumed = state.autoScroll && !following; // pressed again: jump to the newest row at once
     following = state.autoScroll;
     setAttr(el.autoScroll, "aria-pressed", String(state.autoScroll));
     text(el.autoScroll.querySelector(".icon"), state.autoScroll ? "‖" : "▶");
-    if (state.items === drawnItems && state.expanded === drawnExpanded) return;
-    let touched = false;
+    if (state.items === drawnItems && state.expanded === drawnExpanded) {
+      if (resumed) scrollToNewest();
+      return;
+    }
+    let touched = resumed;
     for (const [index, row] of rows) {
       const entry = state.items.get(index);
       if (entry === undefined || !isShown(entry)) {
