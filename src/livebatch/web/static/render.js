@@ -285,7 +285,8 @@ export function createView(root, handlers) {
   function fill(row, entry, expanded) {
     const { li, parts } = row;
     const words = rowText(entry);
-    li.className = `row ${entry.status}`;
+    // Alternate by item index, not :nth-child: a row inserted mid-list would restyle every row after it.
+    li.className = entry.itemIndex % 2 ? `row even ${entry.status}` : `row ${entry.status}`;
     li.dataset.status = entry.status;
     text(parts.icon, words.icon);
     text(parts.stateText, words.state);
