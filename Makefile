@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help demo test lint fmt test-embedded test-scaled chromium clean
+.PHONY: help demo test lint fmt test-js test-embedded test-scaled chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,13 +37,16 @@ lint: $(STAMP)  ## ruff format --check, ruff check, mypy --strict
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 
+test-js:  ## the progress page's reducer and formatting, in Node (no packages)
+	node --test tests/js/
+
 test-embedded: $(STAMP) chromium  ## the suite on SQLite and the in-process queue
 	$(BIN)/pytest -q
 
 test-scaled: $(STAMP) chromium  ## the suite again on PostgreSQL and Redis (fails, not skips, when they are missing under CI)
 	$(BIN)/pytest -q --backend=scaled --pg-url='$(PG_URL)' --redis-url='$(REDIS_URL)'
 
-test: lint test-embedded test-scaled  ## lint, type checks, then the whole suite on both deployments
+test: lint test-js test-embedded test-scaled  ## lint, type checks, the JS tests, then the whole suite on both deployments
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

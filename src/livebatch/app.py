@@ -23,6 +23,7 @@ from livebatch.config import Settings
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
 from livebatch.runtime import Runtime
 from livebatch.users import api as users_api
+from livebatch.web import pages
 
 logger = logging.getLogger("livebatch.app")
 
@@ -71,6 +72,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
     _add_operations(app)
     _add_error_handlers(app)
     return app
@@ -131,22 +134,32 @@ async def _probe(check: Callable[[], Awaitable[object]]) -> str:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    # An error on a page is a page (a sign-in redirect, 403, 404), never JSON.
     @app.exception_handler(LivebatchError)
-    async def _livebatch_error(request: Request, exc: LivebatchError) -> JSONResponse:
+    async def _livebatch_error(request: Request, exc: LivebatchError) -> Response:
+        if pages.is_page(request):
+            return pages.error_page(request, exc.status_code, exc.message)
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("VALIDATION_ERROR", describe_validation(exc.errors())), status_code=422)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        message = describe_validation(exc.errors())
+        if pages.is_page(request):
+            return pages.error_page(request, 422, message)
+        return JSONResponse(error_body("VALIDATION_ERROR", message), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if pages.is_page(request):
+            return pages.error_page(request, exc.status_code, str(exc.detail))
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        if pages.is_page(request):
+            return pages.error_page(request, 500, "Something went wrong on our side.")
         return JSONResponse(error_body("INTERNAL", "Something went wrong on our side."), status_code=500)
 
 

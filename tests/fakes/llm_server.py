@@ -75,10 +75,17 @@ class FakeLLM:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            # Connections a client keeps alive would outlive the loop (unclosed sockets): end them.
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await asyncio.sleep(0)  # let the closed transports release their sockets
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def queue(self, *behaviours: str) -> None:
         with self._lock:
@@ -107,8 +114,8 @@ class FakeLLM:
                     self.requests.append({"path": lines[0].split(" ")[1], "headers": headers, "body": request})
                 if not await self._respond(self._next(), request, writer):
                     return
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client went away, or the fake is stopping
         finally:
             if not writer.is_closing():
                 writer.close()

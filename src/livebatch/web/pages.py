@@ -1,0 +1,174 @@
+"""The faculty pages: server-rendered shells (Jinja2) that the plain ES modules in `static/` bring to life.
+
+Pages share the API's sign-in (the session cookie), its authorization and its services. A page never
+answers with JSON: the app's error handlers call `error_page`, which sends a visitor who is not signed in
+to `/signin` and renders every other error (403, 404, ...) as a page that names no one else's data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from livebatch.auth import FacultyUser
+from livebatch.batches import repository, service
+from livebatch.batches.models import Batch
+from livebatch.batches.schemas import BatchRead, GeneratedItemRead
+from livebatch.courses.models import Course
+from livebatch.courses.service import list_courses
+from livebatch.db import ReadSessionDep
+from livebatch.runtime import Runtime
+
+HERE = Path(__file__).parent
+TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+HISTORY_PAGE = 25
+ITEMS_PAGE = 50
+
+# Everything the pages show from the server or the LLM is text: no inline script or style is needed,
+# so a stray `<script>` in a generated item could not run even if it were ever inserted as markup.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+STATUS_LABELS = {
+    "queued": "Queued",
+    "running": "Running",
+    "paused": "Paused",
+    "completed": "Completed",
+    "completed_with_errors": "Completed with errors",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
+}
+TEMPLATES.env.globals["status_label"] = lambda status: STATUS_LABELS.get(status, status)
+
+router = APIRouter(include_in_schema=False)
+
+
+class Static(StaticFiles):
+    """The stylesheet and modules, revalidated on every load (a cheap 304) so a new release shows at once."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def static_files() -> Static:
+    return Static(directory=HERE / "static")
+
+
+def is_page(request: Request) -> bool:
+    """Whether an error on this request should be a page rather than JSON."""
+    path = request.url.path
+    return path == "/faculty" or path.startswith("/faculty/")
+
+
+def error_page(request: Request, status_code: int, message: str) -> Response:
+    if status_code == 401:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/signin?next={quote(target, safe='/')}", status_code=303)
+    titles = {403: "Not available to you", 404: "Not found", 422: "That address is not valid"}
+    return _render(
+        request,
+        "error.html",
+        {"title": titles.get(status_code, "Something went wrong"), "message": message, "status": status_code},
+        status_code=status_code,
+    )
+
+
+def _render(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200) -> HTMLResponse:
+    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _safe_next(path: str) -> str:
+    # Only a path on this site, like the sign-in links themselves (users/service.py).
+    return path if path.startswith("/") and not path.startswith("//") else "/faculty/generate/batches"
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/faculty/generate/batches", status_code=303)
+
+
+@router.get("/signin")
+async def sign_in_help(
+    request: Request, next_path: Annotated[str, Query(alias="next", max_length=500)] = ""
+) -> Response:
+    """Where a visitor without a session lands: sign-in is by one-time link, printed by the CLI."""
+    return _render(request, "signin.html", {"next": _safe_next(next_path)})
+
+
+@router.get("/faculty/generate/batches")
+async def history_page(
+    request: Request,
+    session: ReadSessionDep,
+    user: FacultyUser,
+    before: Annotated[UUID | None, Query(description="Show batches older than this one")] = None,
+) -> Response:
+    after: Batch | None = await repository.get_batch(session, before) if before else None
+    cursor = (after.created_at, after.id) if after is not None and after.owner_id == user.id else None
+    batches = await repository.batches_page(session, user.id, before=cursor, limit=HISTORY_PAGE + 1)
+    rows = [await _read(session, b) for b in batches[:HISTORY_PAGE]]
+    older = str(batches[HISTORY_PAGE - 1].id) if len(batches) > HISTORY_PAGE else None
+    context = {"user": user, "nav": "history", "batches": rows, "older": older, "paged": before is not None}
+    return _render(request, "batches.html", context)
+
+
+@router.get("/faculty/generate/batch/new")
+async def new_batch_page(request: Request, session: ReadSessionDep, user: FacultyUser) -> Response:
+    rt: Runtime = request.app.state.runtime
+    courses = await list_courses(session)
+    context = {"user": user, "nav": "new", "courses": courses, "max_count": rt.settings.max_target_count}
+    return _render(request, "new.html", context)
+
+
+@router.get("/faculty/generate/batch/{batch_id}")
+async def progress_page(request: Request, batch_id: str, session: ReadSessionDep, user: FacultyUser) -> Response:
+    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+    course = await session.get(Course, batch.course_id)
+    context = {"user": user, "batch_id": str(batch.id), "course_title": course.title if course else batch.course_id}
+    return _render(request, "progress.html", context)
+
+
+@router.get("/faculty/generate/batch/{batch_id}/items")
+async def items_page(
+    request: Request,
+    batch_id: str,
+    session: ReadSessionDep,
+    user: FacultyUser,
+    cursor: Annotated[int, Query(ge=-1, description="Item index the previous page ended at")] = -1,
+) -> Response:
+    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+    rows = await repository.generated_page(session, batch.id, after_index=cursor, limit=ITEMS_PAGE + 1)
+    items = [GeneratedItemRead.of(g) for g in rows[:ITEMS_PAGE]]
+    context = {
+        "user": user,
+        "batch": await _read(session, batch),
+        "items": items,
+        "total": await repository.count_generated(session, batch.id),
+        "next_cursor": rows[ITEMS_PAGE - 1].idx if len(rows) > ITEMS_PAGE else None,
+        "paged": cursor >= 0,
+    }
+    return _render(request, "items.html", context)
+
+
+async def _read(session: AsyncSession, batch: Batch) -> BatchRead:
+    course = await session.get(Course, batch.course_id)
+    return BatchRead.of(batch, course, service.snapshot_of(batch))

@@ -1,0 +1,200 @@
+// The progress page's wiring: the batch API for the first state, then the stream from its lastEventId,
+// every message through reduce(), drawn by render() at most ten times a second. EventSource reconnects by
+// itself (sending Last-Event-ID) while the page shows "disconnected"; the page closes it on
+// `batch.complete`, and opens a new one when "Retry failed" sets a finished batch running again.
+
+import { EVENT_NAMES, initialState, reduce } from "./reduce.js";
+import { createView } from "./render.js";
+
+const root = document.querySelector(".progress-page");
+const batchId = root.dataset.batchId;
+const api = `/api/v1/generation/batch/${encodeURIComponent(batchId)}`;
+const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15000];
+
+let state = initialState();
+let source = null;
+let frame = 0;
+let retries = 0;
+let reconnectTimer = 0;
+let rendered = false;
+let lastDraw = 0;
+const FRAME_MS = 100;
+
+const view = createView(root, {
+  onAction: act,
+  onToggle: (index) => dispatch({ type: "toggle", index }),
+  onAutoScroll: (value) => dispatch({ type: "autoscroll", value }),
+});
+
+function dispatch(action) {
+  const next = reduce(state, action);
+  if (next === state) return;
+  state = next;
+  schedule(action.type !== "event");
+}
+
+// Events may arrive by the hundred per second; the page redraws at most every FRAME_MS (nobody sees
+// the difference, and a 1000-item feed stays smooth), but at once for what the user just did.
+function schedule(urgent) {
+  if (frame && !urgent) return;
+  clearTimeout(frame);
+  const wait = urgent ? 0 : Math.max(0, lastDraw + FRAME_MS - performance.now());
+  frame = setTimeout(() => requestAnimationFrame(draw), wait);
+}
+
+function draw() {
+  frame = 0;
+  lastDraw = performance.now();
+  view.render(state, Date.now());
+  if (!rendered && state.batch !== null) {
+    rendered = true;
+    performance.mark("batch-rendered"); // first paint with the batch's data: measured by the browser tests
+  }
+}
+
+// Elapsed time and the ETA move between events too.
+setInterval(() => view.tick(state, Date.now()), 1000);
+
+async function readBatch() {
+  const response = await fetch(api, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  if (response.ok) return { detail: await response.json() };
+  return { status: response.status, error: await errorMessage(response) };
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    return (body && body.error && body.error.message) || `The server answered ${response.status}.`;
+  } catch {
+    return `The server answered ${response.status}.`;
+  }
+}
+
+function stopForGood(status, message) {
+  // Signed out, or no longer allowed: retrying would not help.
+  if (status === 401) {
+    const next = encodeURIComponent(location.pathname);
+    location.assign(`/signin?next=${next}`);
+    return;
+  }
+  view.showProblem(message);
+}
+
+async function start() {
+  for (;;) {
+    try {
+      const result = await readBatch();
+      if (result.detail) {
+        dispatch({ type: "loaded", detail: result.detail, at: Date.now() });
+        break;
+      }
+      if ([401, 403, 404].includes(result.status)) return stopForGood(result.status, result.error);
+    } catch {
+      // the server is unreachable: try again below
+    }
+    if (state.batch !== null) dispatch({ type: "connection", value: "lost" });
+    await sleep(nextDelay());
+  }
+  retries = 0;
+  if (state.isComplete) dispatch({ type: "connection", value: "closed" });
+  else connect();
+}
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  if (source) source.close();
+  const es = new EventSource(`${api}/progress?lastEventId=${state.cursor}`);
+  source = es;
+  es.onopen = () => {
+    retries = 0;
+    dispatch({ type: "connection", value: "open" });
+  };
+  for (const name of EVENT_NAMES) es.addEventListener(name, (message) => receive(es, name, message));
+  es.onerror = () => {
+    if (source !== es) return;
+    dispatch({ type: "connection", value: "lost" });
+    // CONNECTING: the browser retries by itself. CLOSED: it gave up (an HTTP error): find out why.
+    if (es.readyState === EventSource.CLOSED) {
+      source = null;
+      reconnectTimer = setTimeout(diagnose, nextDelay());
+    }
+  };
+}
+
+function receive(es, name, message) {
+  let data;
+  try {
+    data = JSON.parse(message.data);
+  } catch {
+    return;
+  }
+  // A heartbeat has no id of its own (lastEventId would repeat the previous event's): it is not progress.
+  const id = name === "heartbeat" ? "" : message.lastEventId;
+  dispatch({ type: "event", name, id, data, at: Date.now() });
+  if (name === "batch.complete" && state.isComplete) {
+    es.close();
+    if (source === es) source = null;
+    dispatch({ type: "connection", value: "closed" });
+    refresh();
+  }
+}
+
+// What batch.complete does not carry (the error message, the completion time) comes from the API.
+async function refresh() {
+  try {
+    const result = await readBatch();
+    if (result.detail) dispatch({ type: "refreshed", detail: result.detail, at: Date.now() });
+  } catch {
+    // the stream said all that matters; the details can wait for a reload
+  }
+}
+
+async function diagnose() {
+  try {
+    const result = await readBatch();
+    if (!result.detail && [401, 403, 404].includes(result.status)) return stopForGood(result.status, result.error);
+    if (result.detail) dispatch({ type: "refreshed", detail: result.detail, at: Date.now() });
+  } catch {
+    // still unreachable
+  }
+  if (state.isComplete) {
+    dispatch({ type: "connection", value: "closed" });
+    return;
+  }
+  connect();
+}
+
+async function act(action) {
+  if (action === "cancel" && !window.confirm("Cancel this batch? Items not generated yet will not be.")) return;
+  view.showActionError(null);
+  view.setBusy(action, true);
+  try {
+    const response = await fetch(`${api}/${action}`, {
+      method: "POST",
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    if (!response.ok) {
+      view.showActionError(await errorMessage(response));
+      return;
+    }
+    // The stream ended with batch.complete; the retried batch's events come on a new one.
+    if (action === "retry-failed" && source === null) connect();
+  } catch {
+    view.showActionError("Could not reach the server; try again in a moment.");
+  } finally {
+    view.setBusy(action, false);
+  }
+}
+
+function nextDelay() {
+  const delay = RETRY_DELAYS_MS[Math.min(retries, RETRY_DELAYS_MS.length - 1)];
+  retries += 1;
+  return delay;
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+start();

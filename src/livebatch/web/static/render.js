@@ -1,0 +1,372 @@
+// The progress page's DOM: BatchSummaryCard, BatchProgressBar, BatchItemFeed. Only this module touches
+// the document. It draws a state from reduce.js and changes only what changed: a feed row is created
+// once and updated in place when its entry changes (entries are immutable, so identity says it), which
+// keeps a 1000-item feed smooth. Everything from the server or the model is set as text, never markup.
+
+import { isShown, phase, TERMINAL } from "./reduce.js";
+import {
+  barText,
+  elapsedMs,
+  etaText,
+  formatClock,
+  formatRate,
+  mixLabel,
+  questionTypeLabel,
+  retryText,
+  rowText,
+  shortId,
+  statusLabel,
+} from "./format.js";
+
+const CONNECTION_TEXT = {
+  connecting: "Connecting to live updates…",
+  open: "Live",
+  lost: "Connection lost, reconnecting...",
+};
+const NEAR_BOTTOM_PX = 24;
+
+export function createView(root, handlers) {
+  const batchId = root.dataset.batchId;
+  const itemsUrl = `/faculty/generate/batch/${encodeURIComponent(batchId)}/items`;
+  const field = (name) => root.querySelector(`[data-field="${name}"]`);
+  const el = {
+    connecting: root.querySelector("#connecting"),
+    connection: root.querySelector("#connection"),
+    connectionText: field("connection"),
+    sections: [...root.querySelectorAll("#summary, #progress, #feed")],
+    status: field("status"),
+    course: field("course"),
+    target: field("target"),
+    type: field("type"),
+    mix: field("mix"),
+    started: field("started"),
+    elapsed: field("elapsed"),
+    throughput: field("throughput"),
+    eta: field("eta"),
+    notice: field("notice"),
+    itemsLink: field("items-link"),
+    actionError: field("action-error"),
+    buttons: Object.fromEntries([...root.querySelectorAll("[data-action]")].map((b) => [b.dataset.action, b])),
+    percentage: field("percentage"),
+    bar: root.querySelector('[role="progressbar"]'),
+    segments: Object.fromEntries([...root.querySelectorAll("[data-segment]")].map((s) => [s.dataset.segment, s])),
+    counts: Object.fromEntries([...root.querySelectorAll("[data-count]")].map((c) => [c.dataset.count, c])),
+    feedScroll: root.querySelector("#feed-scroll"),
+    feedList: root.querySelector("#feed-list"),
+    feedEmpty: field("feed-empty"),
+    autoScroll: root.querySelector("#autoscroll"),
+    announcer: root.querySelector("#announcer"),
+  };
+
+  const rows = new Map(); // itemIndex -> { li, parts, entry, expanded }
+  let drawnItems = null;
+  let drawnExpanded = null;
+  let announcedSeq = null;
+  let lastTop = 0;
+  let following = true;
+
+  root.addEventListener("click", (event) => {
+    const target = event.target instanceof Element ? event.target : null;
+    const action = target && target.closest("[data-action]");
+    if (action) return handlers.onAction(action.dataset.action);
+    const expand = target && target.closest("button.expand");
+    if (expand) return handlers.onToggle(Number(expand.closest("li").dataset.index));
+    if (target && target.closest("#autoscroll")) return handlers.onAutoScroll(!following);
+  });
+  // Scrolling up (wheel, keys, scrollbar) stops following; our own scrolls only ever go down.
+  el.feedScroll.addEventListener(
+    "scroll",
+    () => {
+      const top = el.feedScroll.scrollTop;
+      if (following && top < lastTop - 1 && !nearBottom()) handlers.onAutoScroll(false);
+      lastTop = top;
+    },
+    { passive: true },
+  );
+
+  function nearBottom() {
+    const s = el.feedScroll;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  function render(state, now) {
+    const current = phase(state);
+    root.dataset.phase = current;
+    root.dataset.connection = state.connection;
+    el.connecting.hidden = state.batch !== null;
+    if (state.batch === null) return;
+    for (const section of el.sections) section.hidden = false;
+    renderConnection(state);
+    renderSummary(state, current, now);
+    renderBar(state.snapshot);
+    renderFeed(state);
+    renderAnnouncement(state);
+  }
+
+  function tick(state, now) {
+    if (state.batch === null) return;
+    const elapsed = elapsedMs(state.batch, now);
+    text(el.elapsed, elapsed === null ? "Not started" : formatClock(elapsed));
+    text(el.eta, etaText(phase(state), state.snapshot, state.snapshotAt, now));
+  }
+
+  function renderConnection(state) {
+    const words = CONNECTION_TEXT[state.connection];
+    el.connection.hidden = !words || (state.isComplete && state.connection !== "lost");
+    if (words) text(el.connectionText, words);
+  }
+
+  function renderSummary(state, status, now) {
+    const { batch, snapshot } = state;
+    text(el.status, statusLabel(status));
+    el.status.dataset.status = status;
+    const course = batch.course || {};
+    text(el.course, course.code ? `${course.title} (${course.code})` : course.title || "");
+    text(el.target, `${batch.totalItems} items`);
+    text(el.type, questionTypeLabel(batch.config && batch.config.questionType));
+    text(el.mix, mixLabel(batch.config && batch.config.difficultyDistribution));
+    text(el.started, batch.startedAt ? localTime(batch.startedAt) : "Not yet");
+    text(el.throughput, formatRate(snapshot ? snapshot.throughputRate : 0));
+    tick(state, now);
+
+    const finished = TERMINAL.has(status);
+    const active = status === "queued" || status === "running";
+    show(el.buttons.pause, active);
+    show(el.buttons.resume, status === "paused");
+    show(el.buttons.cancel, active || status === "paused");
+    show(el.buttons["retry-failed"], status === "completed_with_errors" || status === "failed");
+    show(el.itemsLink, finished && Boolean(snapshot && snapshot.completedItems > 0));
+    renderNotice(status, batch, snapshot);
+  }
+
+  function renderNotice(status, batch, snapshot) {
+    const total = batch.totalItems;
+    const done = snapshot ? snapshot.completedItems : 0;
+    const failed = snapshot ? snapshot.failedItems : 0;
+    let words = "";
+    let tone = "";
+    if (status === "failed") {
+      words = `${batch.errorMessage || "The batch failed."} Fix the cause, then retry the failed items.`;
+      tone = "error";
+    } else if (status === "completed_with_errors") {
+      words = `${done} of ${total} items generated; ${failed} failed. Open a failed row to see why, or retry them.`;
+      tone = "error";
+    } else if (status === "completed") {
+      words = `All ${total} items generated.`;
+      tone = "success";
+    } else if (status === "cancelled") {
+      words = `Cancelled. ${done} of ${total} items had been generated.`;
+    } else if (status === "paused") {
+      words = "Paused: no new item starts until you resume. Items already running finish.";
+    }
+    show(el.notice, words !== "");
+    text(el.notice, words);
+    el.notice.className = tone ? `notice ${tone}` : "notice";
+  }
+
+  function renderBar(snapshot) {
+    const s = snapshot || { totalItems: 0, completedItems: 0, inProgressItems: 0, failedItems: 0, pendingItems: 0, percentage: 0 };
+    const total = Math.max(1, s.totalItems);
+    const widths = {
+      completed: s.completedItems,
+      "in-progress": s.inProgressItems,
+      failed: s.failedItems,
+      pending: s.pendingItems,
+    };
+    for (const [name, count] of Object.entries(widths)) {
+      const width = `${(count * 100) / total}%`;
+      if (el.segments[name].style.width !== width) el.segments[name].style.width = width;
+      text(el.counts[name], String(count));
+    }
+    text(el.percentage, String(s.percentage));
+    setAttr(el.bar, "aria-valuenow", String(s.percentage));
+    setAttr(el.bar, "aria-valuetext", barText(snapshot));
+  }
+
+  function renderFeed(state) {
+    const resumed = state.autoScroll && !following; // pressed again: jump to the newest row at once
+    following = state.autoScroll;
+    setAttr(el.autoScroll, "aria-pressed", String(state.autoScroll));
+    text(el.autoScroll.querySelector(".icon"), state.autoScroll ? "‖" : "▶");
+    if (state.items === drawnItems && state.expanded === drawnExpanded) {
+      if (resumed) scrollToNewest();
+      return;
+    }
+    let touched = resumed;
+    for (const [index, row] of rows) {
+      const entry = state.items.get(index);
+      if (entry === undefined || !isShown(entry)) {
+        row.li.remove();
+        rows.delete(index);
+      }
+    }
+    const fresh = [];
+    for (const [index, entry] of state.items) {
+      if (!isShown(entry)) continue;
+      const expanded = state.expanded.has(index);
+      const row = rows.get(index);
+      if (row === undefined) {
+        fresh.push(entry);
+      } else if (row.entry !== entry || row.expanded !== expanded) {
+        fill(row, entry, expanded);
+        touched = true;
+      }
+    }
+    if (fresh.length) {
+      insertRows(fresh.sort((a, b) => a.itemIndex - b.itemIndex), state.expanded);
+      touched = true;
+    }
+    drawnItems = state.items;
+    drawnExpanded = state.expanded;
+    show(el.feedEmpty, rows.size === 0);
+    if (touched && following) scrollToNewest();
+    lastTop = el.feedScroll.scrollTop;
+  }
+
+  // New rows go to their place by item index; they nearly always belong at the end.
+  function insertRows(entries, expanded) {
+    const list = el.feedList;
+    const tail = document.createDocumentFragment();
+    const lastIndex = list.lastElementChild ? Number(list.lastElementChild.dataset.index) : -1;
+    for (const entry of entries) {
+      const row = createRow(entry, expanded.has(entry.itemIndex));
+      rows.set(entry.itemIndex, row);
+      if (entry.itemIndex > lastIndex) {
+        tail.appendChild(row.li);
+        continue;
+      }
+      let before = null;
+      for (const li of list.children) {
+        if (Number(li.dataset.index) > entry.itemIndex) {
+          before = li;
+          break;
+        }
+      }
+      list.insertBefore(row.li, before);
+    }
+    list.appendChild(tail);
+  }
+
+  function createRow(entry, expanded) {
+    const li = document.createElement("li");
+    li.dataset.index = String(entry.itemIndex);
+    const index = span("index", `#${entry.itemIndex + 1}`);
+    const state = span("state");
+    const icon = span("icon");
+    icon.setAttribute("aria-hidden", "true");
+    const stateText = span("state-text");
+    state.append(icon, stateText);
+    const detail = span("detail");
+    const end = span("end");
+    const link = document.createElement("a");
+    link.className = "gen";
+    const expand = document.createElement("button");
+    expand.type = "button";
+    expand.className = "expand";
+    expand.setAttribute("aria-controls", `error-${entry.itemIndex}`);
+    const chevron = span("chevron", "▾");
+    chevron.setAttribute("aria-hidden", "true");
+    expand.append("Details ", chevron);
+    end.append(link, expand);
+    const error = document.createElement("div");
+    error.className = "error-detail";
+    error.id = `error-${entry.itemIndex}`;
+    const message = document.createElement("p");
+    message.className = "message";
+    const retry = document.createElement("p");
+    retry.className = "retry";
+    error.append(message, retry);
+    li.append(index, state, detail, end, error);
+    const row = { li, parts: { icon, stateText, detail, link, expand, error, message, retry }, entry: null, expanded: null };
+    fill(row, entry, expanded);
+    return row;
+  }
+
+  function fill(row, entry, expanded) {
+    const { li, parts } = row;
+    const words = rowText(entry);
+    // Alternate by item index, not :nth-child: a row inserted mid-list would restyle every row after it.
+    li.className = entry.itemIndex % 2 ? `row even ${entry.status}` : `row ${entry.status}`;
+    li.dataset.status = entry.status;
+    text(parts.icon, words.icon);
+    text(parts.stateText, words.state);
+    text(parts.detail, words.detail);
+    const completed = entry.status === "completed" && Boolean(entry.generationId);
+    show(parts.link, completed);
+    if (completed) {
+      const href = `${itemsUrl}?cursor=${entry.itemIndex - 1}#item-${entry.itemIndex}`;
+      setAttr(parts.link, "href", href);
+      setAttr(parts.link, "aria-label", `Generated item #${entry.itemIndex + 1}`);
+      text(parts.link, `→ ${shortId(entry.generationId)}`);
+    }
+    const failed = entry.status === "failed";
+    show(parts.expand, failed);
+    const open = failed && expanded;
+    setAttr(parts.expand, "aria-expanded", String(open));
+    show(parts.error, open);
+    if (failed) {
+      text(parts.message, `Error: ${entry.errorMessage || "unknown"}`);
+      text(parts.retry, retryText(entry));
+    }
+    row.entry = entry;
+    row.expanded = expanded;
+  }
+
+  function scrollToNewest() {
+    const s = el.feedScroll;
+    const bottom = s.scrollHeight - s.clientHeight;
+    if (bottom - s.scrollTop > 1) s.scrollTop = bottom;
+  }
+
+  function renderAnnouncement(state) {
+    const a = state.announcement;
+    if (!a || a.seq === announcedSeq) return;
+    announcedSeq = a.seq;
+    text(el.announcer, a.text);
+  }
+
+  return {
+    render,
+    tick,
+    setBusy(action, busy) {
+      const button = el.buttons[action];
+      if (!button) return;
+      button.disabled = busy;
+      setAttr(button, "aria-busy", String(busy));
+    },
+    showActionError(message) {
+      show(el.actionError, Boolean(message));
+      text(el.actionError, message || "");
+    },
+    showProblem(message) {
+      el.connecting.hidden = false;
+      el.connecting.replaceChildren(span("", message));
+      el.connecting.classList.add("problem");
+    },
+  };
+}
+
+function span(className, words) {
+  const node = document.createElement("span");
+  if (className) node.className = className;
+  if (words !== undefined) node.textContent = words;
+  return node;
+}
+
+function text(node, words) {
+  if (node && node.textContent !== words) node.textContent = words;
+}
+
+function setAttr(node, name, value) {
+  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+}
+
+function show(node, visible) {
+  if (node && node.hidden === visible) node.hidden = !visible;
+}
+
+function localTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}

@@ -1,0 +1,253 @@
+"""The pages as HTML over HTTP (no browser): sign-in redirects, error pages that leak nothing, the lists,
+escaping, and the headers. The app runs in process with no worker, so batches stay where a test puts
+them; plain HTML responses are fine over ASGITransport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from urllib.parse import quote
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livebatch.app import create_app
+from livebatch.auth import COOKIE, mint_token
+from livebatch.batches import service
+from livebatch.batches.models import Batch
+from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
+from livebatch.config import Settings
+from livebatch.courses.service import put_course
+from livebatch.generation.items import Option, Question
+from livebatch.runtime import Runtime
+from livebatch.users.models import User
+from livebatch.web import pages
+from tests.conftest import Person
+
+HOSTILE = '<script>alert("x")</script>'
+
+
+@pytest.fixture
+async def quiet_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = Runtime(settings, worker=False)
+    await rt.start()
+    yield rt
+    await rt.aclose()
+
+
+@pytest.fixture
+async def web(quiet_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime=quiet_runtime)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        yield http
+
+
+def signed_in(person: Person) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE}={person.token}"}
+
+
+async def make_batch(rt: Runtime, owner: User, count: int = 3, course: str = "course-uuid-1") -> Batch:
+    """A batch that stays queued: committed without queueing its items (no worker here anyway)."""
+    async with rt.db.session() as session:
+        spec = BatchCreate(
+            course_id=course,
+            target_count=count,
+            difficulty_distribution=DifficultyDistribution(easy=30, medium=50, hard=20),
+        )
+        batch = await service.create_batch(session, spec, owner=owner, limits=rt.limits, now=rt.now())
+        await session.commit()
+    return batch
+
+
+async def complete_first_item(rt: Runtime, batch: Batch, question: Question) -> None:
+    async with rt.db.session() as session:
+        items = await _items(session, batch)
+        claim = await service.claim_item(session, items[0], now=rt.now(), lease=timedelta(seconds=30))
+        assert isinstance(claim, service.Claim)
+        await session.commit()
+    async with rt.db.session() as session:
+        assert await service.complete_item(
+            session, claim, question.model_copy(update={"difficulty": claim.difficulty}), now=rt.now()
+        )
+        await session.commit()
+
+
+async def _items(session: AsyncSession, batch: Batch) -> list[UUID]:
+    from sqlalchemy import select
+
+    from livebatch.batches.models import Item
+
+    return list((await session.execute(select(Item.id).where(Item.batch_id == batch.id).order_by(Item.idx))).scalars())
+
+
+def page_paths(batch_id: str) -> list[str]:
+    return [
+        "/faculty/generate/batches",
+        "/faculty/generate/batch/new",
+        f"/faculty/generate/batch/{batch_id}",
+        f"/faculty/generate/batch/{batch_id}/items",
+    ]
+
+
+async def test_without_a_session_every_page_sends_the_visitor_to_sign_in(
+    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+) -> None:
+    batch = await make_batch(quiet_runtime, people["faculty"].user)
+    for path in page_paths(str(batch.id)):
+        for headers in ({}, {"Cookie": f"{COOKIE}=not-a-token"}):
+            response = await web.get(path, headers=headers)
+            assert response.status_code == 303, path
+            assert response.headers["location"] == f"/signin?next={quote(path, safe='/')}"
+        signin = await web.get(response.headers["location"])
+        assert signin.status_code == 200
+        assert signin.headers["content-type"].startswith("text/html")
+        assert f"livebatch login-link --next '{path}'" in signin.text
+
+
+async def test_an_expired_session_also_leads_to_sign_in(
+    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+) -> None:
+    old = mint_token(quiet_runtime.settings, people["faculty"].user, now=quiet_runtime.now() - timedelta(days=2))
+    response = await web.get("/faculty/generate/batches", headers={"Cookie": f"{COOKIE}={old}"})
+    assert response.status_code == 303 and response.headers["location"].startswith("/signin?next=")
+
+
+async def test_sign_in_help_only_leads_back_to_this_site(web: httpx.AsyncClient) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "javascript:alert(1)"):
+        page = await web.get("/signin", params={"next": target})
+        assert "evil" not in page.text and "javascript:" not in page.text
+        assert "livebatch login-link --next '/faculty/generate/batches'" in page.text
+
+
+async def test_another_facultys_batch_is_a_403_page_that_shows_nothing_of_it(
+    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+) -> None:
+    async with quiet_runtime.db.session() as session:
+        await put_course(session, "course-secret-1", "Secret Course Title")
+        await session.commit()
+    batch = await make_batch(quiet_runtime, people["faculty"].user, course="course-secret-1")
+    for path in page_paths(str(batch.id))[2:]:
+        response = await web.get(path, headers=signed_in(people["other"]))
+        assert response.status_code == 403, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "This batch belongs to someone else." in response.text
+        assert "Secret Course Title" not in response.text and "course-secret-1" not in response.text
+    history = await web.get("/faculty/generate/batches", headers=signed_in(people["other"]))
+    assert str(batch.id) not in history.text and "Secret Course Title" not in history.text
+
+
+async def test_a_student_gets_a_403_page(web: httpx.AsyncClient, people: dict[str, Person]) -> None:
+    response = await web.get("/faculty/generate/batches", headers=signed_in(people["student"]))
+    assert response.status_code == 403
+    assert "Only faculty members can generate items." in response.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/faculty/generate/batch/{uuid4()}",
+        f"/faculty/generate/batch/{uuid4()}/items",
+        "/faculty/generate/batch/not-a-batch",
+        "/faculty/nothing-here",
+    ],
+)
+async def test_an_unknown_batch_or_page_is_a_404_page(
+    web: httpx.AsyncClient, people: dict[str, Person], path: str
+) -> None:
+    response = await web.get(path, headers=signed_in(people["faculty"]))
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert '<h1 id="error-title">Not found</h1>' in response.text
+
+
+async def test_the_api_keeps_answering_json_errors(web: httpx.AsyncClient, people: dict[str, Person]) -> None:
+    response = await web.get(f"/api/v1/generation/batch/{uuid4()}", headers=signed_in(people["faculty"]))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+    assert (await web.get("/api/v1/generation/batches")).json()["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_a_bad_query_on_a_page_is_a_422_page(
+    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+) -> None:
+    batch = await make_batch(quiet_runtime, people["faculty"].user)
+    response = await web.get(
+        f"/faculty/generate/batch/{batch.id}/items", params={"cursor": "abc"}, headers=signed_in(people["faculty"])
+    )
+    assert response.status_code == 422 and response.headers["content-type"].startswith("text/html")
+    assert "cursor" in response.text
+
+
+async def test_the_history_lists_ones_own_batches_newest_first_in_pages(
+    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "HISTORY_PAGE", 2)
+    mine = [await make_batch(quiet_runtime, people["faculty"].user, count=n) for n in (1, 2, 3)]
+    theirs = await make_batch(quiet_runtime, people["other"].user)
+    first = await web.get("/faculty/generate/batches", headers=signed_in(people["faculty"]))
+    assert first.status_code == 200
+    assert str(theirs.id) not in first.text
+    assert first.text.index(str(mine[2].id)) < first.text.index(str(mine[1].id))
+    assert str(mine[0].id) not in first.text
+    assert f'href="/faculty/generate/batch/{mine[2].id}"' in first.text
+    assert "Queued" in first.text and "0 / 3 completed" in first.text
+    assert f'href="/faculty/generate/batches?before={mine[1].id}"' in first.text
+    older = await web.get(f"/faculty/generate/batches?before={mine[1].id}", headers=signed_in(people["faculty"]))
+    assert str(mine[0].id) in older.text and str(mine[2].id) not in older.text
+    assert "Older batches" not in older.text
+
+
+async def test_the_form_offers_the_courses_of_the_courses_table(
+    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+) -> None:
+    async with quiet_runtime.db.session() as session:
+        await put_course(session, "course-neuro-1", f"Neuroanatomy {HOSTILE}", "NEU-101")
+        await session.commit()
+    page = await web.get("/faculty/generate/batch/new", headers=signed_in(people["faculty"]))
+    assert '<option value="course-neuro-1">Neuroanatomy &lt;script&gt;' in page.text
+    assert '<option value="course-uuid-1">Cardiovascular Pathology (CVP-301)</option>' in page.text
+    assert f'max="{quiet_runtime.settings.max_target_count}"' in page.text
+
+
+async def test_generated_items_read_as_questions_with_the_key_and_are_escaped(
+    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+) -> None:
+    batch = await make_batch(quiet_runtime, people["faculty"].user)
+    question = Question(
+        stem=f"A stem with {HOSTILE} in it?",
+        options=[Option(label=label, text=f"Option {label}") for label in "ABCDE"],  # type: ignore[arg-type]
+        answer="C",
+        explanation="Because <b>C</b>.",
+        difficulty="easy",
+    )
+    await complete_first_item(quiet_runtime, batch, question)
+    page = await web.get(f"/faculty/generate/batch/{batch.id}/items", headers=signed_in(people["faculty"]))
+    assert page.status_code == 200
+    assert HOSTILE not in page.text and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+    assert "Because &lt;b&gt;C&lt;/b&gt;." in page.text
+    assert 'id="item-0"' in page.text
+    assert '<li class="option correct" data-label="C">' in page.text and "Answer key" in page.text
+    assert page.text.count("Answer key") == 1
+
+
+async def test_pages_send_a_strict_content_security_policy(web: httpx.AsyncClient, people: dict[str, Person]) -> None:
+    page = await web.get("/faculty/generate/batches", headers=signed_in(people["faculty"]))
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("name", ["page.js", "reduce.js", "render.js", "format.js", "new.js", "localtime.js"])
+async def test_the_modules_are_served_as_javascript_and_revalidated(web: httpx.AsyncClient, name: str) -> None:
+    response = await web.get(f"/static/{name}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/javascript")
+    assert response.headers["cache-control"] == "no-cache"
+    assert "innerHTML" not in response.text and "insertAdjacentHTML" not in response.text
+
+
+async def test_the_root_leads_to_the_history(web: httpx.AsyncClient) -> None:
+    response = await web.get("/")
+    assert response.status_code == 303 and response.headers["location"] == "/faculty/generate/batches"
