@@ -90,13 +90,20 @@ async def open_stream(
     rt.streams_by_user[user.id] += 1
     rt.metrics.open_streams.inc()
 
+    released = False
+
     def release() -> None:
-        if not subscription.closed:
-            subscription.close()
-            rt.streams_by_user[user.id] -= 1
-            if rt.streams_by_user[user.id] <= 0:
-                del rt.streams_by_user[user.id]
-            rt.metrics.open_streams.dec()
+        # Once per stream, whoever ended it: the bus closes the subscription itself when it cuts a slow
+        # subscriber off, and that stream's slot and gauge must still be given back.
+        nonlocal released
+        if released:
+            return
+        released = True
+        subscription.close()
+        rt.streams_by_user[user.id] -= 1
+        if rt.streams_by_user[user.id] <= 0:
+            del rt.streams_by_user[user.id]
+        rt.metrics.open_streams.dec()
 
     return BatchStream(
         _events(rt, batch_id, subscription, Cursor(after, snapshot)),
@@ -137,8 +144,7 @@ async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor
             try:
                 notice = await sub.get(timeout)
             except SubscriptionCutOff:
-                rt.metrics.stream_cutoffs.inc()
-                return
+                return  # counted by BatchStream, which also ends a stream blocked on a full socket
             if notice is None:  # the coalescing delay is over
                 yield _progress(cursor)
                 continue
@@ -232,10 +238,12 @@ class BatchStream(EventSourceResponse):
                 try:
                     await super().__call__(scope, receive, send)
                 except SendTimeoutError:
-                    self._rt.metrics.stream_cutoffs.inc()
+                    self._rt.metrics.stream_cutoffs.labels("send_timeout").inc()
                 finally:
                     watchers.cancel_scope.cancel()
         finally:
+            if self._subscription.cut_off.is_set():
+                self._rt.metrics.stream_cutoffs.labels("buffer_full").inc()
             self._release()
 
     async def _cut_off_on_overflow(self, scope: anyio.CancelScope) -> None:
