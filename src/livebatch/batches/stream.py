@@ -183,9 +183,15 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
     something was sent). Raises `_Ended` after sending `batch.complete`."""
     while True:
         async with rt.db.read_session() as session:
-            events = await log.events_after(session, batch_id, cursor.seq, limit=REPLAY_PAGE)
-            batch = await repository.get_batch(session, batch_id) if events else None
-        if batch is not None:
+            # The batch row first, then its events up to the row's last seq: under READ COMMITTED each
+            # statement sees the latest commits, and events read first could be older than the row read
+            # after them. This way the snapshot describes exactly the events sent before it.
+            batch = await repository.get_batch(session, batch_id)
+            page = await log.events_after(session, batch_id, cursor.seq, limit=REPLAY_PAGE) if batch else []
+        if batch is None:
+            return
+        events = [e for e in page if e.seq <= batch.last_seq]
+        if events:
             cursor.update(service.snapshot_of(batch).to_json())
         for event in events:
             if event.name == COMPLETE:
@@ -195,7 +201,7 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
             yield event.frame
             rt.metrics.events_delivered.labels(event.name).inc()
             cursor.seq = event.seq
-        if len(events) < REPLAY_PAGE:
+        if len(page) < REPLAY_PAGE:
             return
 
 
