@@ -274,10 +274,10 @@ class LiveProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, wait: bool = True) -> LiveProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "livebatch", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with self.log_path.open("ab") as log:  # the child has its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "livebatch", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
         if wait and self.port is not None:
             self.wait_ready()
         return self

@@ -75,10 +75,16 @@ class FakeLLM:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            # Connections a client keeps alive would outlive the loop, their sockets never closed.
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def queue(self, *behaviours: str) -> None:
         with self._lock:
