@@ -170,7 +170,10 @@ async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor
                 yield event.frame
                 delivered.labels(event.name).inc()
                 cursor.seq = event.seq
-            if notice.state is not None:
+            # A notice whose events had already been replayed (it was queued while the stream caught up
+            # from the log) carries an older state than the one sent: keep a snapshot only from the
+            # notice of the last event sent, or counts on the page would step backwards.
+            if notice.state is not None and (not notice.events or notice.events[-1].seq == cursor.seq):
                 cursor.update(notice.state)
             if cursor.dirty and time.monotonic() - cursor.sent_progress_at >= interval:
                 yield _progress(cursor)
