@@ -45,8 +45,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
-            app.state.runtime = runtime
-            yield
+            yield  # set below, so that a client that runs no lifespan (httpx.ASGITransport) finds it too
             return
         if settings.is_sqlite:
             await upgrade_async(settings.effective_database_url)
@@ -64,6 +63,8 @@ def create_app(
         summary="Launch a batch of AI-generated exam items and watch it live.",
         lifespan=lifespan,
     )
+    if runtime is not None:
+        app.state.runtime = runtime
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
