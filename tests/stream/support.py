@@ -40,6 +40,16 @@ UNLOGGED = {"batch.progress", "heartbeat"}
 Logged = tuple[int, str, dict[str, Any]]
 
 
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    """The contract's error: JSON `{"error": {"code", "message"}}` with a message a person can read."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
 def progress_url(batch_id: str) -> str:
     return f"/api/v1/generation/batch/{batch_id}/progress"
 

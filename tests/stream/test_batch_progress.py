@@ -33,6 +33,7 @@ from tests.stream.support import (
     ITEM_FAILED,
     ITEM_STARTED,
     SNAPSHOT,
+    assert_error,
     control,
     create_batch,
     expected_counts,
@@ -295,15 +296,6 @@ def _tokens(settings: Settings, person: Person) -> dict[str, dict[str, str]]:
             + jwt.encode(dict(claims, sub=str(uuid4())), settings.effective_jwt_secret, algorithm="HS256")
         },
     }
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 @pytest.mark.parametrize(
