@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
+from livebatch.config import Settings
 from livebatch.runtime import Runtime
 from tests.checks import wait_for_status
 from tests.conftest import Person, batch_body
 
 BATCH = "/api/v1/generation/batch"
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The shared fixture's runtime, closed only once no item is mid-attempt: cancelling an attempt in
+    the middle of its SQLite transaction can leave the other writers waiting out their 30 s busy
+    timeout inside aclose() (seen as 30 s teardowns)."""
+    rt = Runtime(settings, worker=True)
+    await rt.start()
+    yield rt
+    async with asyncio.timeout(30):
+        for _ in range(settings.max_concurrency):  # every slot back: no attempt is running
+            await rt.slots.acquire()
+    await rt.aclose()
 
 
 async def create(client: httpx.AsyncClient, person: Person, count: int = 3, **kwargs: Any) -> dict[str, Any]:
