@@ -31,28 +31,29 @@ async def test_the_cookie_signs_in_reads(browser: httpx.AsyncClient, people: dic
     assert (await browser.get(f"{BATCH}es")).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"Origin": "https://evil.example"},
-        {"Origin": "http://testserver.evil.example"},
-        {"Origin": "null"},
-        {},  # neither Origin nor Sec-Fetch-Site: nothing says it came from here
-        {"Sec-Fetch-Site": "cross-site"},
-        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain, which SameSite=Lax lets through
-    ],
-    ids=["foreign origin", "look-alike origin", "null origin", "no origin", "cross-site", "same-site"],
-)
+CROSS_SITE = {
+    "foreign origin": {"Origin": "https://evil.example"},
+    "look-alike origin": {"Origin": "http://testserver.evil.example"},
+    "null origin": {"Origin": "null"},
+    "no origin": {},  # neither Origin nor Sec-Fetch-Site: nothing says it came from here
+    "cross-site": {"Sec-Fetch-Site": "cross-site"},
+    "same-site": {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain, which SameSite=Lax lets through
+}
+
+
 async def test_a_cross_site_post_with_the_cookie_is_refused_and_changes_nothing(
-    browser: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person], headers: dict[str, str]
+    browser: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
 ) -> None:
     batch = await create(browser, people["faculty"], 200)
     before = await load_batch(runtime.db, batch["id"])
-    for action in ("pause", "cancel"):
-        response = await browser.post(f"{BATCH}/{batch['id']}/{action}", headers=headers)
+    for case, headers in CROSS_SITE.items():
+        for action in ("pause", "cancel"):
+            response = await browser.post(f"{BATCH}/{batch['id']}/{action}", headers=headers)
+            assert response.status_code == 403, f"{case}: {action}"
+            assert_error(response, 403, "FORBIDDEN")
+            assert "Cross-site" in response.json()["error"]["message"]
+        response = await browser.post(BATCH, json={"courseId": "course-uuid-1"}, headers=headers)
         assert_error(response, 403, "FORBIDDEN")
-        assert "Cross-site" in response.json()["error"]["message"]
-    assert_error(await browser.post(BATCH, json={"courseId": "course-uuid-1"}, headers=headers), 403, "FORBIDDEN")
     after = await load_batch(runtime.db, batch["id"])
     assert after.status not in ("paused", "cancelled") and before.status in ("queued", "running")
     history = (await browser.get(f"{BATCH}es")).json()["batches"]
@@ -60,17 +61,11 @@ async def test_a_cross_site_post_with_the_cookie_is_refused_and_changes_nothing(
     await browser.post(f"{BATCH}/{batch['id']}/cancel", headers={"Origin": OWN})
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [{"Origin": OWN}, {"Origin": "http://127.0.0.1:8000"}, {"Sec-Fetch-Site": "same-origin"}],
-    ids=["own origin", "public url", "same-origin fetch"],
-)
-async def test_a_same_site_post_with_the_cookie_works(
-    browser: httpx.AsyncClient, people: dict[str, Person], headers: dict[str, str]
-) -> None:
-    batch = await create(browser, people["faculty"], 200)
-    response = await browser.post(f"{BATCH}/{batch['id']}/cancel", headers=headers)
-    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+async def test_a_same_site_post_with_the_cookie_works(browser: httpx.AsyncClient, people: dict[str, Person]) -> None:
+    for headers in ({"Origin": OWN}, {"Origin": "http://127.0.0.1:8000"}, {"Sec-Fetch-Site": "same-origin"}):
+        batch = await create(browser, people["faculty"], 200)
+        response = await browser.post(f"{BATCH}/{batch['id']}/cancel", headers=headers)
+        assert response.status_code == 200 and response.json()["status"] == "cancelled", headers
 
 
 async def test_a_bearer_token_needs_no_origin(client: httpx.AsyncClient, people: dict[str, Person]) -> None:

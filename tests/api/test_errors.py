@@ -82,33 +82,17 @@ def _bad_credentials(settings: Settings, person: Person) -> dict[str, dict[str, 
     }
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        "missing",
-        "empty bearer",
-        "not a bearer",
-        "malformed",
-        "expired",
-        "not yet valid",
-        "wrong signature",
-        "alg none",
-        "another algorithm",
-        "no expiry",
-        "unknown user",
-        "subject not a user id",
-        "bad cookie",
-    ],
-)
 async def test_every_endpoint_is_401_without_a_valid_token(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person], case: str
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
 ) -> None:
     batch = await create(client, people["faculty"], 1)
-    headers = _bad_credentials(runtime.settings, people["faculty"])[case]
     paths = [(m, f"{BATCH}/{batch['id']}{p}") for m, p in BATCH_ENDPOINTS]
-    for method, path in [*paths, ("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me")]:
-        response = await _call(client, method, path, headers)
-        assert_error(response, 401, "UNAUTHORIZED")
+    paths += [("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me")]
+    for case, headers in _bad_credentials(runtime.settings, people["faculty"]).items():
+        for method, path in paths:
+            response = await _call(client, method, path, headers)
+            assert response.status_code == 401, f"{case}: {method} {path}"
+            assert_error(response, 401, "UNAUTHORIZED")
 
 
 async def test_every_batch_endpoint_is_403_for_a_student(client: httpx.AsyncClient, people: dict[str, Person]) -> None:
@@ -136,13 +120,14 @@ async def test_every_batch_endpoint_is_403_for_another_faculty_member_and_change
     assert (after.status, after.last_seq) == (before.status, before.last_seq)
 
 
-@pytest.mark.parametrize("batch_id", [str(uuid4()), "not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"])
 async def test_every_batch_endpoint_is_404_for_an_unknown_or_malformed_id(
-    client: httpx.AsyncClient, people: dict[str, Person], batch_id: str
+    client: httpx.AsyncClient, people: dict[str, Person]
 ) -> None:
-    for method, path in BATCH_ENDPOINTS:
-        response = await _call(client, method, f"{BATCH}/{batch_id}{path}", people["faculty"].headers)
-        assert_error(response, 404, "NOT_FOUND")
+    for batch_id in (str(uuid4()), "not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"):
+        for method, path in BATCH_ENDPOINTS:
+            response = await _call(client, method, f"{BATCH}/{batch_id}{path}", people["faculty"].headers)
+            assert response.status_code == 404, f"{method} {batch_id}{path}"
+            assert_error(response, 404, "NOT_FOUND")
 
 
 async def test_a_bad_last_event_id_is_422(client: httpx.AsyncClient, people: dict[str, Person]) -> None:

@@ -12,7 +12,7 @@ from tests.conftest import Backend
 from tests.stream.servers import Served, serve
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def served(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve(
         backend,

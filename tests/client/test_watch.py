@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import sys
 
+from rich.console import Console
+
+from livebatch.headless import watch_remote
 from tests.checks import event_log, load_batch, wait_until
 from tests.conftest import settings_env
 from tests.stream.servers import Served
@@ -70,14 +74,19 @@ async def test_watch_follows_a_running_batch_to_its_end(served: Served) -> None:
     assert code == 0
 
 
+async def _watch_here(served: Served, batch_id: str) -> tuple[int, str]:
+    """What `watch` runs, in this process: for the cases that need no second process to show."""
+    out = io.StringIO()
+    code = await watch_remote(Console(file=out, width=200), served.base_url, served.people["faculty"].token, batch_id)
+    return code, out.getvalue()
+
+
 async def test_watch_of_a_finished_batch_prints_its_outcome(served: Served) -> None:
     async with served.http() as http:
         batch = await create_batch(http, 3)
         await read_stream(http, batch["id"])  # until it is over
         detail = (await http.get(f"/api/v1/generation/batch/{batch['id']}")).json()
-    code, output = await _watch(
-        served, batch["id"], "--url", served.base_url, "--token", served.people["faculty"].token
-    )
+    code, output = await _watch_here(served, batch["id"])
     assert code == 0
     last = output.strip().splitlines()[-1]
     assert last.startswith(f"batch {batch['id']} {detail['status']}: {detail['completed_items']} completed, ")
@@ -85,12 +94,5 @@ async def test_watch_of_a_finished_batch_prints_its_outcome(served: Served) -> N
 
 
 async def test_watch_of_an_unknown_batch_says_so_and_exits_2(served: Served) -> None:
-    code, output = await _watch(
-        served,
-        "7d2c5a0e-3b7e-4a53-9d6c-0d1b7c4f2e11",
-        "--url",
-        served.base_url,
-        "--token",
-        served.people["faculty"].token,
-    )
+    code, output = await _watch_here(served, "7d2c5a0e-3b7e-4a53-9d6c-0d1b7c4f2e11")
     assert (code, output.strip()) == (2, "404 NOT_FOUND: Batch 7d2c5a0e-3b7e-4a53-9d6c-0d1b7c4f2e11 does not exist.")

@@ -365,8 +365,8 @@ async def test_sends_heartbeat_every_15s(served: Served, http: httpx.AsyncClient
         assert set(json.loads(heartbeat["data"])) == {"timestamp"}
     sent = [parse_time(json.loads(h["data"])["timestamp"]) for h in frames]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sent)]
-    # A timer, not "after silence": never early (millisecond timestamps), and not far late even on a
-    # loaded machine.
+    # A timer at the configured interval (not the 15 s default, not "after silence"): never early
+    # (the timestamps are in milliseconds), and late only by what a loaded machine adds.
     assert min(gaps) >= interval - 0.002
-    assert median(gaps) <= interval * 2
-    assert max(gaps) <= interval + 2
+    assert median(gaps) <= interval + 1
+    assert max(gaps) <= interval + 3

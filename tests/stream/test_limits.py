@@ -1,18 +1,16 @@
-"""What a stream costs the server, bounded: streams per user, and database connections."""
+"""What a stream costs the server, bounded: streams per user, and database connections (on the
+`constrained` server: three streams per user, one pooled connection)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-
-import pytest
 
 from livebatch.auth import COOKIE
 from livebatch.db import Database
 from tests.checks import assert_consistent, event_log
-from tests.conftest import Backend
-from tests.stream.servers import Served, serve
+from tests.stream.conftest import STREAMS_PER_USER
+from tests.stream.servers import Served
 from tests.stream.support import (
     control,
     create_batch,
@@ -23,23 +21,8 @@ from tests.stream.support import (
 )
 
 
-@pytest.fixture(scope="module")
-def tight(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """Two streams per user, and a single database connection for everything: API, streams and work."""
-    with serve(
-        backend,
-        tmp_path_factory.mktemp("tight"),
-        max_streams_per_user=2,
-        heartbeat_s=30,
-        db_pool_size=1,
-        db_max_overflow=0,
-        offline_latency_ms=5,
-    ) as server:
-        yield server
-
-
-async def test_a_user_may_open_only_so_many_streams_and_gets_each_slot_back(tight: Served) -> None:
-    async with tight.http() as http:
+async def test_a_user_may_open_only_so_many_streams_and_gets_each_slot_back(constrained: Served) -> None:
+    async with constrained.http() as http:
         batch = await create_batch(http, 100)
         assert (await control(http, batch["id"], "pause")).status_code == 200
 
@@ -50,29 +33,30 @@ async def test_a_user_may_open_only_so_many_streams_and_gets_each_slot_back(tigh
                 await anext(lines)
                 await asyncio.sleep(3600)  # until cancelled
 
-        holders = [asyncio.create_task(hold()) for _ in range(2)]
-        await wait_for_metric(http, "livebatch_open_streams", lambda n: n == 2)
+        holders = [asyncio.create_task(hold()) for _ in range(STREAMS_PER_USER)]
+        await wait_for_metric(http, "livebatch_open_streams", lambda n: n == STREAMS_PER_USER)
         third = await http.get(progress_url(batch["id"]))
         assert third.status_code == 429
         assert third.json()["error"]["code"] == "TOO_MANY_STREAMS"
         # Another user is not affected by this one's streams.
-        async with tight.http("other") as other:
+        async with constrained.http("other") as other:
             theirs = await create_batch(other, 1)
             assert (await read_stream(other, theirs["id"], query_id=0)).complete
         # Closing one gives its slot back.
         holders[0].cancel()
-        await wait_for_metric(http, "livebatch_open_streams", lambda n: n == 1)
+        await wait_for_metric(http, "livebatch_open_streams", lambda n: n == STREAMS_PER_USER - 1)
         got = await read_stream(http, batch["id"], stop=lambda e: e.event == "batch.progress")
         assert got.status == 200
-        holders[1].cancel()
+        for holder in holders:
+            holder.cancel()
         await asyncio.gather(*holders, return_exceptions=True)
         await control(http, batch["id"], "cancel")
 
 
-async def test_streams_hold_no_database_connection_while_they_wait(tight: Served) -> None:
+async def test_streams_hold_no_database_connection_while_they_wait(constrained: Served) -> None:
     """With one pooled connection, two streams, the API and the work itself all make progress: a
     stream takes a connection only for the moment it reads the log."""
-    async with tight.http() as http, tight.database() as db:
+    async with constrained.http() as http, constrained.database() as db:
         batch = await create_batch(http, 20)
         streams = [asyncio.create_task(read_stream(http, batch["id"], query_id=0, timeout=60)) for _ in range(2)]
         await wait_for_metric(http, "livebatch_bus_subscribers", lambda n: n == 2)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import h11
 import pytest
 
 from tests.checks import event_log, load_batch
-from tests.conftest import Backend
-from tests.stream.servers import Served, serve
+from tests.stream.servers import Served
 from tests.stream.support import (
     create_batch,
     logged,
@@ -29,7 +28,6 @@ from tests.stream.support import (
     wait_for_metric,
 )
 
-BUFFER = 32  # notices one stream may fall behind before it is cut off
 CUTOFFS = "livebatch_stream_cutoffs_total"
 
 
@@ -79,20 +77,6 @@ class StalledClient:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with serve(
-        backend,
-        tmp_path_factory.mktemp("slow"),
-        stream_buffer=BUFFER,
-        progress_interval_ms=0,  # a snapshot after every change: more bytes per item
-        offline_latency_ms=5,
-        heartbeat_s=30,
-        stream_send_timeout_s=60,  # not this way out: the buffer must be what cuts it off
-    ) as served:
-        yield served
-
-
 @pytest.fixture
 async def stalled() -> AsyncIterator[list[StalledClient]]:
     clients: list[StalledClient] = []
@@ -102,8 +86,10 @@ async def stalled() -> AsyncIterator[list[StalledClient]]:
 
 
 async def test_a_stream_that_never_reads_is_cut_off_and_delays_no_one(
-    server: Served, stalled: list[StalledClient]
+    constrained: Served, stalled: list[StalledClient]
 ) -> None:
+    """On the `constrained` server: a buffer of 64 notices per stream, a snapshot after every change."""
+    server = constrained
     faculty = server.people["faculty"]
     async with server.http() as http, server.database() as db:
         batch = await create_batch(http, 250)

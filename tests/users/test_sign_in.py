@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
+import typer
 
+from livebatch import cli
 from livebatch.auth import COOKIE
 from livebatch.db import Database
 from livebatch.runtime import Runtime
@@ -82,10 +86,21 @@ async def test_login_link_signs_in_once_with_an_httponly_cookie_then_expires(
     assert (await client.get("/auth/login?token=made-up")).status_code == 401
 
 
-async def test_bad_input_is_refused_with_a_message_and_exit_code_2(runtime: Runtime) -> None:
-    not_email, off_site = await asyncio.gather(
-        livebatch(runtime.settings, "token", "--user", "not an email"),
-        livebatch(runtime.settings, "login-link", "--next", "https://evil.example/"),
-    )
-    assert (not_email.code, not_email.stdout.strip()) == (2, "'not an email' is not an email address.")
-    assert (off_site.code, off_site.stdout.strip()) == (2, "The sign-in link may only lead to a path on this site.")
+async def test_bad_input_is_refused_with_a_message_and_exit_code_2(
+    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The commands' own code, in this process (their subprocess runs are above)."""
+    settings = runtime.settings
+    cases: list[tuple[Callable[[], Awaitable[str]], str]] = [
+        (lambda: cli._mint(settings, "not an email", role=None), "'not an email' is not an email address."),
+        (lambda: cli._mint(settings, "x@uni.example", role="wizard"), "'wizard' is not a valid Role"),
+        (
+            lambda: cli._login_link(settings, "x@uni.example", "https://evil.example/"),
+            "The sign-in link may only lead to a path on this site.",
+        ),
+    ]
+    for attempt, message in cases:
+        with pytest.raises(typer.Exit) as exited:
+            await attempt()
+        assert exited.value.exit_code == 2
+        assert capsys.readouterr().out.strip() == message
