@@ -46,8 +46,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
-            app.state.runtime = runtime
-            yield
+            yield  # set below, so that a client that runs no lifespan (httpx.ASGITransport) finds it too
             return
         if settings.is_sqlite:
             from livebatch.migrate import upgrade_async  # Alembic only where it runs: embedded

@@ -109,6 +109,10 @@ async def identify(request: Request, session: ReadSessionDep) -> Identity:
     except ValueError:
         raise Unauthorized("The token's subject is not a user id.") from None
     user = await repository.get_user(session, user_id)
+    # End the read transaction here, so that its connection goes back to the pool while the endpoint
+    # works. Held, it would make a stream or a writing endpoint take a second connection, and a burst of
+    # requests as large as the pool would wait on one another until the pool timed out (500s after 30 s).
+    await session.commit()
     if user is None:
         raise Unauthorized("The token's user no longer exists.")
     if via == "cookie" and request.method not in SAFE_METHODS:

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from livebatch import logs
 from livebatch.config import Settings
+from livebatch.errors import LivebatchError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 course_app = typer.Typer(no_args_is_help=True, help="Courses a batch can be for.")
@@ -226,7 +227,7 @@ async def _mint(settings: Settings, email: str, *, role: str | None) -> str:
 
     try:
         token: str = await _with_session(settings, work)
-    except ValueError as exc:
+    except (ValueError, LivebatchError) as exc:  # an unknown role; not an email address
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
     return token
@@ -244,13 +245,16 @@ async def _login_link(settings: Settings, email: str, next_path: str) -> str:
         ttl = timedelta(seconds=settings.login_link_ttl_s)
         return await create_sign_in_link(session, user, next_path=next_path, now=utcnow(), ttl=ttl)
 
-    secret: str = await _with_session(settings, work)
+    try:
+        secret: str = await _with_session(settings, work)
+    except LivebatchError as exc:  # not an email address; a `--next` that leaves the site
+        console.print(f"[red]{exc}")
+        raise typer.Exit(2) from None
     return f"{settings.public_url.rstrip('/')}/auth/login?token={secret}"
 
 
 async def _put_course(settings: Settings, course_id: str, title: str, code: str | None) -> None:
     from livebatch.courses.service import put_course
-    from livebatch.errors import LivebatchError
 
     try:
         await _with_session(settings, lambda session: put_course(session, course_id, title, code))

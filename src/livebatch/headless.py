@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -49,7 +50,7 @@ async def run_headless(
         final = await _follow_locally(rt, console, batch)
     finally:
         await rt.aclose()
-    console.print(format_summary(str(batch.id), final))
+    console.print(format_summary(str(batch.id), final), soft_wrap=True)
     return 0 if final["status"] in FINISHED_OK else 1
 
 
@@ -146,7 +147,13 @@ async def watch_remote(console: Console, base_url: str, token: str, batch_id: st
                 "totalItems": snapshot["totalItems"],
                 "completedItems": snapshot["completedItems"],
                 "failedItems": snapshot["failedItems"],
-                "totalDurationMs": 0,
+                "totalDurationMs": _duration_ms(batch["started_at"], batch["completed_at"]),
             }
-    console.print(format_summary(batch_id, final))
+    console.print(format_summary(batch_id, final), soft_wrap=True)
     return 0 if final["status"] in FINISHED_OK else 1
+
+
+def _duration_ms(started_at: str | None, completed_at: str | None) -> int:
+    if started_at is None or completed_at is None:
+        return 0
+    return round((datetime.fromisoformat(completed_at) - datetime.fromisoformat(started_at)).total_seconds() * 1000)

@@ -33,7 +33,16 @@ class Metrics:
         )
         self.stream_cutoffs = Counter(
             "livebatch_stream_cutoffs",
-            "Streams cut off because the client fell too far behind.",
+            "Streams cut off because the client fell too far behind: its buffer filled (`buffer_full`), "
+            "or its socket accepted nothing for the send timeout (`send_timeout`).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("buffer_full", "send_timeout"):
+            self.stream_cutoffs.labels(reason)  # exported as 0 from the start
+        self.bus_subscribers = Gauge(
+            "livebatch_bus_subscribers",
+            "Subscriptions to the live fan-out on this process (one per open stream).",
             registry=self.registry,
         )
         self.generation_seconds = Histogram(

@@ -77,6 +77,7 @@ class Runtime:
         self.provider = provider or create_provider(settings)
         self.durable_queue = settings.redis_url is not None
         self.metrics = Metrics()
+        self.metrics.bus_subscribers.set_function(lambda: self.bus.subscriber_count)
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.lease = timedelta(seconds=settings.lease_s)
         self.generation_deadline_s = settings.lease_s * 0.8

@@ -47,6 +47,9 @@ def format_summary(batch_id: str, complete: dict[str, Any]) -> str:
 
 
 class ProgressView:
+    """A live bar on a terminal. Into a pipe or a file there is no bar (Rich would draw it once, cut to 80
+    columns): failures and the caller's summary are printed as whole lines."""
+
     def __init__(self, console: Console, total: int, *, label: str = "generating") -> None:
         self.console = console
         self._progress = Progress(
@@ -57,6 +60,7 @@ class ProgressView:
             TimeElapsedColumn(),
             console=console,
             transient=False,
+            disable=not console.is_terminal,
         )
         self._task: TaskID = self._progress.add_task(label, total=total, counts="")
 
@@ -76,4 +80,4 @@ class ProgressView:
         )
 
     def failure(self, payload: dict[str, Any]) -> None:
-        self._progress.console.print(format_failure(payload))
+        self._progress.console.print(format_failure(payload), soft_wrap=True)

@@ -89,18 +89,25 @@ class BatchRead(BaseModel):
         )
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class FeedEntry(WireModel):
-    """One row of the page's item feed (the brief's `BatchItemFeedEntry`, plus the retry information)."""
+    """One row of the page's item feed (the brief's `BatchItemFeedEntry`, plus the retry information).
+
+    A field the brief marks optional (`generationId?: string`) is left out when it has no value, never
+    sent as null: the same shape as an entry the page builds from the stream's events."""
 
     item_id: str
     item_index: int
     status: Literal["started", "completed", "failed", "cancelled"]
-    generation_id: str | None = None
-    error_message: str | None = None
-    error_kind: ErrorKind | None = None
-    retry_count: int | None = None
-    will_retry: bool | None = None
-    duration_ms: int | None = None
+    generation_id: str | None = Field(default=None, exclude_if=_is_none)
+    error_message: str | None = Field(default=None, exclude_if=_is_none)
+    error_kind: ErrorKind | None = Field(default=None, exclude_if=_is_none)
+    retry_count: int | None = Field(default=None, exclude_if=_is_none)
+    will_retry: bool | None = Field(default=None, exclude_if=_is_none)
+    duration_ms: int | None = Field(default=None, exclude_if=_is_none)
     timestamp: str
 
     @classmethod

@@ -91,13 +91,20 @@ async def open_stream(
     rt.streams_by_user[user.id] += 1
     rt.metrics.open_streams.inc()
 
+    released = False
+
     def release() -> None:
-        if not subscription.closed:
-            subscription.close()
-            rt.streams_by_user[user.id] -= 1
-            if rt.streams_by_user[user.id] <= 0:
-                del rt.streams_by_user[user.id]
-            rt.metrics.open_streams.dec()
+        # Once per stream, whoever ended it: the bus closes the subscription itself when it cuts a slow
+        # subscriber off, and that stream's slot and gauge must still be given back.
+        nonlocal released
+        if released:
+            return
+        released = True
+        subscription.close()
+        rt.streams_by_user[user.id] -= 1
+        if rt.streams_by_user[user.id] <= 0:
+            del rt.streams_by_user[user.id]
+        rt.metrics.open_streams.dec()
 
     return BatchStream(
         _counted(rt, _events(rt, batch_id, subscription, Cursor(after, snapshot))),
@@ -147,8 +154,7 @@ async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor
             try:
                 notice = await sub.get(timeout)
             except SubscriptionCutOff:
-                rt.metrics.stream_cutoffs.inc()
-                return
+                return  # counted by BatchStream, which also ends a stream blocked on a full socket
             if notice is None:  # the coalescing delay is over
                 yield _progress(cursor)
                 continue
@@ -173,9 +179,10 @@ async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor
                     raise _Ended
                 yield event.frame
                 cursor.seq = event.seq
-            # A notice that arrives late (workers publish on their own connections, so out of order) carries
-            # a snapshot older than the events already sent: only the newest notice's snapshot is current.
-            if notice.state is not None and notice.events and notice.events[-1].seq == cursor.seq:
+            # A notice can carry a snapshot older than the events already sent: it was queued while the stream
+            # caught up from the log, or it arrived late (workers publish on their own connections, so out of
+            # order). Keep a snapshot only from the notice of the last event sent, or counts would step back.
+            if notice.state is not None and (not notice.events or notice.events[-1].seq == cursor.seq):
                 cursor.update(notice.state)
             if cursor.dirty and time.monotonic() - cursor.sent_progress_at >= interval:
                 yield _progress(cursor)
@@ -188,9 +195,15 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
     something was sent). Raises `_Ended` after sending `batch.complete`."""
     while True:
         async with rt.db.read_session() as session:
-            events = await log.events_after(session, batch_id, cursor.seq, limit=REPLAY_PAGE)
-            batch = await repository.get_batch(session, batch_id) if events else None
-        if batch is not None:
+            # The batch row first, then its events up to the row's last seq: under READ COMMITTED each
+            # statement sees the latest commits, and events read first could be older than the row read
+            # after them. This way the snapshot describes exactly the events sent before it.
+            batch = await repository.get_batch(session, batch_id)
+            page = await log.events_after(session, batch_id, cursor.seq, limit=REPLAY_PAGE) if batch else []
+        if batch is None:
+            return
+        events = [e for e in page if e.seq <= batch.last_seq]
+        if events:
             cursor.update(service.snapshot_of(batch).to_json())
         for event in events:
             if event.name == COMPLETE:
@@ -199,7 +212,7 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
                 raise _Ended
             yield event.frame
             cursor.seq = event.seq
-        if len(events) < REPLAY_PAGE:
+        if len(page) < REPLAY_PAGE:
             return
 
 
@@ -242,10 +255,12 @@ class BatchStream(EventSourceResponse):
                 try:
                     await super().__call__(scope, receive, send)
                 except SendTimeoutError:
-                    self._rt.metrics.stream_cutoffs.inc()
+                    self._rt.metrics.stream_cutoffs.labels("send_timeout").inc()
                 finally:
                     watchers.cancel_scope.cancel()
         finally:
+            if self._subscription.cut_off.is_set():
+                self._rt.metrics.stream_cutoffs.labels("buffer_full").inc()
             self._release()
 
     async def _cut_off_on_overflow(self, scope: anyio.CancelScope) -> None:

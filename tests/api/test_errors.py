@@ -1,0 +1,185 @@
+"""Every error of the contract, on every batch endpoint, in the one shape `{"error": {"code", "message"}}`.
+
+Errors are plain JSON answers given before any stream starts, so the progress endpoint is checked here
+in process too; what happens once a stream runs is tested against a live server in tests/stream.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import timedelta
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import jwt
+import pytest
+from jwt.warnings import InsecureKeyLengthWarning
+
+from livebatch.auth import mint_token
+from livebatch.clock import utcnow
+from livebatch.config import Settings
+from livebatch.generation.offline import OfflineProvider
+from livebatch.runtime import Runtime
+from tests.api.conftest import BATCH, create, finished
+from tests.checks import load_batch
+from tests.conftest import Person, SettingsFactory, batch_body
+from tests.stream.support import assert_error
+
+# (method, path under /api/v1/generation/batch/{id}) of every endpoint about one batch.
+BATCH_ENDPOINTS = [
+    ("GET", ""),
+    ("GET", "/progress"),
+    ("POST", "/pause"),
+    ("POST", "/resume"),
+    ("POST", "/cancel"),
+    ("POST", "/retry-failed"),
+    ("GET", "/items"),
+    ("GET", "/items.jsonl"),
+]
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory) -> Settings:
+    return make_settings(max_running_batches_per_user=2)
+
+
+async def _call(
+    client: httpx.AsyncClient, method: str, path: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await client.request(method, path, headers=headers or {})
+
+
+def _hs512(claims: dict[str, Any], secret: str) -> str:
+    """Our secret, another algorithm (PyJWT rightly warns that the test secret is short for SHA-512)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        return jwt.encode(claims, secret, algorithm="HS512")
+
+
+def _bad_credentials(settings: Settings, person: Person) -> dict[str, dict[str, str]]:
+    now = utcnow()
+    claims: dict[str, Any] = {"sub": str(person.user.id), "role": "faculty", "exp": now + timedelta(hours=1)}
+    secret = settings.effective_jwt_secret
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    return {
+        "missing": {},
+        "empty bearer": {"Authorization": "Bearer "},
+        "not a bearer": {"Authorization": f"Basic {person.token}"},
+        "malformed": bearer("not.a.jwt"),
+        "expired": bearer(mint_token(settings, person.user, now=now - timedelta(hours=2), ttl=timedelta(hours=1))),
+        "not yet valid": bearer(jwt.encode(claims | {"nbf": now + timedelta(hours=1)}, secret, algorithm="HS256")),
+        "wrong signature": bearer(jwt.encode(claims, "another-secret-" * 4, algorithm="HS256")),
+        "alg none": bearer(jwt.encode(claims, None, algorithm="none")),
+        "another algorithm": bearer(_hs512(claims, secret)),
+        "no expiry": bearer(jwt.encode({k: v for k, v in claims.items() if k != "exp"}, secret, algorithm="HS256")),
+        "unknown user": bearer(jwt.encode(claims | {"sub": str(uuid4())}, secret, algorithm="HS256")),
+        "subject not a user id": bearer(jwt.encode(claims | {"sub": "ada"}, secret, algorithm="HS256")),
+        "bad cookie": {"Cookie": "livebatch_session=not.a.jwt"},
+    }
+
+
+async def test_every_endpoint_is_401_without_a_valid_token(
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+) -> None:
+    batch = await create(client, people["faculty"], 1)
+    paths = [(m, f"{BATCH}/{batch['id']}{p}") for m, p in BATCH_ENDPOINTS]
+    paths += [("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me")]
+    for case, headers in _bad_credentials(runtime.settings, people["faculty"]).items():
+        for method, path in paths:
+            response = await _call(client, method, path, headers)
+            assert response.status_code == 401, f"{case}: {method} {path}"
+            assert_error(response, 401, "UNAUTHORIZED")
+
+
+async def test_every_batch_endpoint_is_403_for_a_student(client: httpx.AsyncClient, people: dict[str, Person]) -> None:
+    batch = await create(client, people["faculty"], 1)
+    student = people["student"].headers
+    for method, path in BATCH_ENDPOINTS:
+        assert_error(await _call(client, method, f"{BATCH}/{batch['id']}{path}", student), 403, "FORBIDDEN")
+    assert_error(await client.post(BATCH, json=batch_body(1), headers=student), 403, "FORBIDDEN")
+    assert_error(await client.get(f"{BATCH}es", headers=student), 403, "FORBIDDEN")
+    # Signed in, just not allowed: who they are is still known.
+    assert (await client.get("/api/v1/me", headers=student)).json()["role"] == "student"
+
+
+async def test_every_batch_endpoint_is_403_for_another_faculty_member_and_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+) -> None:
+    batch = await finished(client, runtime, people["faculty"], 2)
+    before = await load_batch(runtime.db, batch["id"])
+    other = people["other"].headers
+    for method, path in BATCH_ENDPOINTS:
+        response = await _call(client, method, f"{BATCH}/{batch['id']}{path}", other)
+        assert_error(response, 403, "FORBIDDEN")
+        assert "Cardiovascular" not in response.text  # nothing of the batch leaks
+    after = await load_batch(runtime.db, batch["id"])
+    assert (after.status, after.last_seq) == (before.status, before.last_seq)
+
+
+async def test_every_batch_endpoint_is_404_for_an_unknown_or_malformed_id(
+    client: httpx.AsyncClient, people: dict[str, Person]
+) -> None:
+    for batch_id in (str(uuid4()), "not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"):
+        for method, path in BATCH_ENDPOINTS:
+            response = await _call(client, method, f"{BATCH}/{batch_id}{path}", people["faculty"].headers)
+            assert response.status_code == 404, f"{method} {batch_id}{path}"
+            assert_error(response, 404, "NOT_FOUND")
+
+
+async def test_a_bad_last_event_id_is_422(client: httpx.AsyncClient, people: dict[str, Person]) -> None:
+    batch = await create(client, people["faculty"], 1)
+    url = f"{BATCH}/{batch['id']}/progress"
+    for headers, params in (
+        ({"Last-Event-ID": "abc"}, {}),
+        ({"Last-Event-ID": "-3"}, {}),
+        ({}, {"lastEventId": "1e3"}),
+        ({}, {"lastEventId": "99999"}),  # well-formed, but beyond the batch's log
+    ):
+        response = await client.get(url, headers=people["faculty"].headers | headers, params=params)
+        assert_error(response, 422, "VALIDATION_ERROR")
+        assert "Last-Event-ID" in response.json()["error"]["message"]
+
+
+async def test_too_many_active_batches_is_429_on_create_and_on_retry(
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+) -> None:
+    faculty = people["faculty"]
+    assert isinstance(runtime.provider, OfflineProvider)
+    runtime.provider.failure_rate = 1.0  # a batch that failed, to retry
+    failed = await finished(client, runtime, faculty, 1)
+    runtime.provider.failure_rate = 0.0
+    running = [await create(client, faculty, 500) for _ in range(2)]
+    response = await client.post(BATCH, json=batch_body(1), headers=faculty.headers)
+    assert_error(response, 429, "TOO_MANY_BATCHES")
+    assert_error(
+        await client.post(f"{BATCH}/{failed['id']}/retry-failed", headers=faculty.headers), 429, "TOO_MANY_BATCHES"
+    )
+    # Another faculty member has limits of their own.
+    assert (await client.post(BATCH, json=batch_body(1), headers=people["other"].headers)).status_code == 201
+    # Ending one frees its place.
+    await client.post(f"{BATCH}/{running[0]['id']}/cancel", headers=faculty.headers)
+    assert (await client.post(BATCH, json=batch_body(1), headers=faculty.headers)).status_code == 201
+    history = (await client.get(f"{BATCH}es", headers=faculty.headers)).json()["batches"]
+    assert len(history) == 4  # the refused ones were not created
+    for batch in running[1:]:
+        await client.post(f"{BATCH}/{batch['id']}/cancel", headers=faculty.headers)
+
+
+async def test_a_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+) -> None:
+    padding = "x" * (runtime.settings.max_body_bytes + 1)
+    response = await client.post(BATCH, json=batch_body(1) | {"padding": padding}, headers=people["faculty"].headers)
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+async def test_unknown_routes_and_methods_answer_in_the_same_shape(
+    client: httpx.AsyncClient, people: dict[str, Person]
+) -> None:
+    assert_error(await client.get("/api/v1/nothing-here"), 404, "NOT_FOUND")
+    response = await client.delete(f"{BATCH}es", headers=people["faculty"].headers)
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
