@@ -91,12 +91,14 @@ async def clear_dispatches(session: AsyncSession, batch_id: UUID) -> None:
 
 
 async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> int | None:
-    """Takes a pending item: the conditional update is the claim, so of two deliveries only one wins.
+    """Takes a pending, dispatched item: the conditional update is the claim, so of two deliveries only one
+    wins, and a stray delivery of an item the batch's window never dispatched (a redelivered message, a
+    duplicate from the sweeper) takes nothing, so the window bounds the batch's concurrency.
 
     Returns the attempt number, which later fences the result: only that attempt may record it."""
     stmt = (
         update(Item)
-        .where(Item.id == item_id, Item.status == PENDING)
+        .where(Item.id == item_id, Item.status == PENDING, Item.dispatched_at.is_not(None))
         .values(
             status=IN_PROGRESS,
             attempts=Item.attempts + 1,
