@@ -89,6 +89,8 @@ class Runtime:
         )
         self.streams_by_user: Counter[UUID] = Counter()
         self._background: list[asyncio.Task[Any]] = []
+        self.work: set[asyncio.Task[Any]] = set()  # item tasks under way in this process
+        self.closing = False
 
     async def start(self) -> None:
         await self.bus.start()
@@ -110,14 +112,17 @@ class Runtime:
             self._background.append(asyncio.create_task(receiver, name="livebatch-receiver"))
 
     async def aclose(self) -> None:
+        self.closing = True
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
-        if isinstance(self.broker, InMemoryBroker):
-            for running in list(self.broker._running_tasks):
-                running.cancel()
-            await asyncio.gather(*self.broker._running_tasks, return_exceptions=True)
+        # Item work outlives a cancelled receiver; cancelled here, it leaves its message unacked (a Redis
+        # queue delivers it again) and its item to the lease. Left running, it would ack through a closed pool.
+        work = list(self.work)
+        for task in work:
+            task.cancel()
+        await asyncio.gather(*work, return_exceptions=True)
         await self.broker.shutdown()
         await self.provider.aclose()
         await self.bus.aclose()

@@ -31,7 +31,16 @@ logger = logging.getLogger("livebatch.worker")
 
 async def generate_item(item_id: str, context: Annotated[Context, TaskiqDepends()]) -> None:
     runtime: Runtime = context.state.runtime
-    await work_on_item(runtime, UUID(item_id))
+    if runtime.closing:
+        return  # the item stays dispatched; the sweeper of a live process queues it again
+    # Known to the runtime, so that closing it ends the work (and its acks) before the broker goes.
+    task = asyncio.current_task()
+    assert task is not None
+    runtime.work.add(task)
+    try:
+        await work_on_item(runtime, UUID(item_id))
+    finally:
+        runtime.work.discard(task)
 
 
 def register(broker: AsyncBroker) -> AsyncTaskiqDecoratedTask[Any, Any]:
