@@ -99,12 +99,15 @@ class Runtime:
         await self.broker.startup()
         if not self.worker:
             return
+        # Embedded: the previous process's in-memory queue is gone, so all dispatched work is lost.
+        reconcile = not self.durable_queue
         try:
-            # Embedded: the previous process's in-memory queue is gone, so all dispatched work is lost.
-            await tasks.sweep(self, all_dispatched=not self.durable_queue)
+            await tasks.sweep(self, all_dispatched=reconcile)
+            reconcile = False
         except Exception:
             logger.exception("start-up reconcile failed; the sweeper will try again")
-        self._background.append(asyncio.create_task(tasks.sweep_forever(self), name="livebatch-sweeper"))
+        sweeper = tasks.sweep_forever(self, all_dispatched=reconcile)
+        self._background.append(asyncio.create_task(sweeper, name="livebatch-sweeper"))
         if self.durable_queue:
             receiver = run_receiver_task(
                 self.broker, max_async_tasks=self.settings.max_concurrency * 4, propagate_exceptions=False

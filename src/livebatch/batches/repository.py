@@ -157,10 +157,11 @@ async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) ->
 
 
 async def stale_dispatches(session: AsyncSession, *, before: datetime | None, limit: int) -> list[UUID]:
-    """Dispatched items never claimed (dispatched before `before`; any, when None) of active batches."""
+    """Dispatched items never claimed of active batches: dispatched before `before`, and due before it too
+    (an item waiting out a retry delay is not lost); any, when None."""
     conditions = [Item.status == PENDING, Item.dispatched_at.is_not(None)]
     if before is not None:
-        conditions.append(Item.dispatched_at < before)
+        conditions += [Item.dispatched_at < before, Item.next_attempt_at < before]
     stmt = (
         select(Item.id)
         .join(Batch, Batch.id == Item.batch_id)

@@ -122,17 +122,15 @@ async def _record(rt: Runtime, claim: Claim, error: GenerationError | None, ques
 async def sweep(rt: Runtime, *, all_dispatched: bool = False) -> None:
     """One pass of the sweeper: expire dead leases, re-queue lost work, refill batch windows.
 
-    `all_dispatched` re-queues every dispatched item regardless of age: right at start-up of an
-    embedded process, whose in-memory queue died with the previous one."""
+    Work dispatched `dispatch_timeout` ago and still unclaimed is queued again, on either queue (a task
+    can die before its claim); the claim makes the duplicate harmless. `all_dispatched` re-queues every
+    dispatched item regardless of age: right at start-up of an embedded process, whose in-memory queue
+    died with the previous one."""
     now = rt.now()
     async with rt.db.read_session() as session:
         expired = await repository.expired_leases(session, now=now, limit=500)
         lost_before = None if all_dispatched else now - rt.dispatch_timeout
-        stale = (
-            await repository.stale_dispatches(session, before=lost_before, limit=5000)
-            if (all_dispatched or rt.durable_queue)
-            else []
-        )
+        stale = await repository.stale_dispatches(session, before=lost_before, limit=5000)
         short = await repository.undersupplied_batches(session)
     for item_id, attempt_no in expired:
         async with rt.db.session() as session:
@@ -151,14 +149,15 @@ async def sweep(rt: Runtime, *, all_dispatched: bool = False) -> None:
         logger.info("sweeper: %d expired leases, %d lost dispatches re-queued", len(expired), len(stale))
 
 
-async def sweep_forever(rt: Runtime) -> None:
-    first = True
+async def sweep_forever(rt: Runtime, *, all_dispatched: bool = False) -> None:
+    """A sweep every `sweep_interval_s`, after the one `Runtime.start` made; `all_dispatched` while the
+    start-up reconcile has still to succeed."""
     while True:
+        await asyncio.sleep(rt.settings.sweep_interval_s)
         try:
-            await sweep(rt, all_dispatched=first and not rt.durable_queue)
-            first = False
+            await sweep(rt, all_dispatched=all_dispatched)
+            all_dispatched = False
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("sweeper pass failed; trying again")
-        await asyncio.sleep(rt.settings.sweep_interval_s)
