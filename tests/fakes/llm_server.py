@@ -54,6 +54,7 @@ class FakeLLM:
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-llm")
         self.port = 0
 
@@ -68,6 +69,7 @@ class FakeLLM:
         return self
 
     async def _start(self) -> None:
+        self._stopping = asyncio.Event()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -75,10 +77,19 @@ class FakeLLM:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            # Responses still waiting (`timeout`) end now rather than outlive the loop.
+            self._stopping.set()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            current = asyncio.current_task()
+            handlers = [t for t in asyncio.all_tasks() if t is not current]
+            if handlers:
+                await asyncio.wait(handlers, timeout=5)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def queue(self, *behaviours: str) -> None:
         with self._lock:
@@ -94,6 +105,7 @@ class FakeLLM:
             return self.script.popleft() if self.script else self.default
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -110,6 +122,7 @@ class FakeLLM:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._writers.discard(writer)
             if not writer.is_closing():
                 writer.close()
 
@@ -124,8 +137,11 @@ class FakeLLM:
             writer.transport.abort()
             return False
         if name == "timeout":
-            await asyncio.sleep(float(arg or 30))
-            name = "ok"
+            try:
+                await asyncio.wait_for(self._stopping.wait(), float(arg or 30))
+                return False
+            except TimeoutError:
+                name = "ok"
         if name in ("401", "403", "404", "500", "503"):
             status = int(name)
             error = {"error": {"message": f"fake {status}", "type": "fake", "code": None}}
