@@ -88,8 +88,9 @@ async def open_runtime(make_settings: SettingsFactory) -> AsyncIterator[RuntimeF
     """Starts a worker runtime with these setting overrides (and provider); all are closed at the end."""
     opened: list[Runtime] = []
 
-    async def start(provider: Provider | None = None, **overrides: Any) -> Runtime:
-        rt = Runtime(make_settings(**overrides), worker=True, provider=provider)
+    async def start(instance: Provider | None = None, /, **overrides: Any) -> Runtime:
+        """`instance` replaces the provider the settings name (`provider=` is the setting)."""
+        rt = Runtime(make_settings(**overrides), worker=True, provider=instance)
         opened.append(rt)
         await rt.start()
         return rt
