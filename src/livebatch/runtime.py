@@ -116,10 +116,13 @@ class Runtime:
 
     async def aclose(self) -> None:
         self.closing = True
-        for task in self._background:
+        background, self._background = self._background, []
+        for task in background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        self._background.clear()
+        # Taskiq's Redis receiver can lose a cancel that lands as its first XREADGROUP starts (seen when a
+        # runtime closed a millisecond after starting): the read blocks on. Closing the broker's connections
+        # below ends that read, so wait a little here and for the rest after the shutdown.
+        stuck = (await asyncio.wait(background, timeout=0.5))[1] if background else set()
         # Item work outlives a cancelled receiver; cancelled here, it leaves its message unacked (a Redis
         # queue delivers it again) and its item to the lease. Left running, it would ack through a closed pool.
         work = list(self.work)
@@ -127,6 +130,9 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*work, return_exceptions=True)
         await self.broker.shutdown()
+        if stuck:
+            await asyncio.wait(stuck, timeout=10)
+        await asyncio.gather(*background, return_exceptions=True)
         await self.provider.aclose()
         await self.bus.aclose()
         await self.db.dispose()
