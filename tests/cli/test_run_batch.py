@@ -58,6 +58,7 @@ async def test_a_200_item_batch_with_transient_failures_runs_to_its_end(
     assert summary["status"] == ("completed" if failed == 0 else "completed_with_errors")
 
     batch = await assert_consistent(db, first["id"])
+    assert batch.completion_window == sorted(batch.completion_window), "completions timed out of order"
     assert (batch.completed_items, batch.failed_items, batch.pending_items, batch.in_progress_items) == (
         completed,
         failed,
