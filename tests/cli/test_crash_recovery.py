@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +64,9 @@ async def test_sigkill_mid_batch_then_restart_finishes_with_nothing_lost_or_doub
     assert before.status == "running" and before.in_progress_items >= 2
     orphans = {str(i.id) for i in await _in_progress(db)}
 
+    restarted = time.monotonic()
     run = run_cli("run-batch", "--batch", batch_id, env=env, timeout=90)
+    restart_s = time.monotonic() - restarted
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     match = BATCH_LINE.search(run.stdout)
     assert match is not None and match["id"] == batch_id
@@ -81,7 +84,10 @@ async def test_sigkill_mid_batch_then_restart_finishes_with_nothing_lost_or_doub
     events = await event_log(db, batch_id)
     expired = {p["itemId"] for _, name, p in events if name == "item.failed" and "lease expired" in p["errorMessage"]}
     assert expired == orphans
-    print(f"killed with {len(orphans)} in progress; {ledger}")
+    print(
+        f"killed at {before.completed_items} completed, {len(orphans)} in progress; "
+        f"restart ran {restart_s:.1f}s; {ledger}"
+    )
 
 
 async def _in_progress(db: Database) -> list[Item]:
