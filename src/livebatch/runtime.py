@@ -7,6 +7,7 @@ every writer goes through: commit once, then ring the bus and queue the dispatch
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -115,26 +116,30 @@ class Runtime:
             self._background.append(asyncio.create_task(receiver, name="livebatch-receiver"))
 
     async def aclose(self) -> None:
+        """Stops background work, item work, the broker, the provider, the bus and the database.
+
+        Every wait is bounded: a task that will not stop is logged with its stack, never waited on forever
+        (Taskiq's Redis receiver can lose a cancel that lands as its first XREADGROUP starts; closing the
+        broker's connections ends that read, so the receiver gets a second chance after the shutdown)."""
         self.closing = True
         background, self._background = self._background, []
         for task in background:
             task.cancel()
-        # Taskiq's Redis receiver can lose a cancel that lands as its first XREADGROUP starts (seen when a
-        # runtime closed a millisecond after starting): the read blocks on. Closing the broker's connections
-        # below ends that read, so wait a little here and for the rest after the shutdown.
-        stuck = (await asyncio.wait(background, timeout=0.5))[1] if background else set()
+        stuck = await _settle(background, 0.5)
         # Item work outlives a cancelled receiver; cancelled here, it leaves its message unacked (a Redis
         # queue delivers it again) and its item to the lease. Left running, it would ack through a closed pool.
-        work = list(self.work)
+        work = set(self.work)
         for task in work:
             task.cancel()
-        await asyncio.gather(*work, return_exceptions=True)
+        _log_stuck(await _settle(work, 5.0), "item work")
         await self.broker.shutdown()
-        if stuck:
-            await asyncio.wait(stuck, timeout=10)
-        await asyncio.gather(*background, return_exceptions=True)
+        _log_stuck(await _settle(stuck, 5.0), "background task")
         await self.provider.aclose()
-        await self.bus.aclose()
+        try:
+            async with asyncio.timeout(10):
+                await self.bus.aclose()
+        except TimeoutError:
+            logger.warning("the bus did not close in 10 s; going on")
         await self.db.dispose()
 
     async def commit(self, session: AsyncSession) -> None:
@@ -158,3 +163,22 @@ class Runtime:
             except Exception:
                 # Committed as dispatched: the sweeper queues it again once it looks lost.
                 logger.exception("could not queue item %s", item_id)
+
+
+async def _settle(tasks: Iterable[asyncio.Task[Any]], timeout: float) -> set[asyncio.Task[Any]]:
+    """Waits at most `timeout` for (cancelled) tasks to end; returns those still running."""
+    pending = set(tasks)
+    if not pending:
+        return set()
+    done, stuck = await asyncio.wait(pending, timeout=timeout)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("%s ended with an error at close", task.get_name(), exc_info=task.exception())
+    return stuck
+
+
+def _log_stuck(tasks: set[asyncio.Task[Any]], what: str) -> None:
+    for task in tasks:
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        logger.warning("%s %s would not stop; left behind:\n%s", what, task.get_name(), stack.getvalue())
