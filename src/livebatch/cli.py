@@ -7,6 +7,7 @@ import signal
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from livebatch import logs
@@ -19,11 +20,18 @@ app.add_typer(course_app, name="course")
 
 DEMO_USER = "faculty@livebatch.local"
 DEMO_COURSE = "course-uuid-1"
-console = Console(stderr=False, highlight=False)
+# soft_wrap: a line is never broken at the terminal's width, so scripts can read the batch id and summary.
+console = Console(stderr=False, highlight=False, soft_wrap=True)
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "LIVEBATCH_" + "_".join(str(part) for part in error["loc"]).upper()
+            console.print(f"[red]{name}: {error['msg'].removeprefix('Value error, ')}", soft_wrap=True)
+        raise typer.Exit(2) from None
     logs.configure(settings.log_format, settings.log_level)
     return settings
 
@@ -119,7 +127,11 @@ def run_batch(
     medium: int = 50,
     hard: int = 20,
 ) -> None:
-    """Create a batch and run it here, headless, with a progress bar; exit 0 when it finished."""
+    """Create a batch (or continue one) and run it here, headless, with a progress bar.
+
+    Exit status: 0 when the batch finished (completed, with or without item errors), 1 when it ended
+    failed or cancelled, 2 when it could not start (bad options or settings).
+    """
     from livebatch.headless import run_headless
 
     settings = _settings()

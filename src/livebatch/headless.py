@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from livebatch.batches import repository, service
@@ -15,7 +16,7 @@ from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
 from livebatch.client import ApiError, BatchClient
 from livebatch.config import Settings
 from livebatch.courses.service import DEMO_COURSES, get_course, seed_demo_courses
-from livebatch.errors import LivebatchError
+from livebatch.errors import BadRequest, LivebatchError
 from livebatch.events.bus import Marker, SubscriptionCutOff
 from livebatch.migrate import upgrade_async
 from livebatch.runtime import Runtime
@@ -51,6 +52,8 @@ async def run_headless(
     finally:
         await rt.aclose()
     console.print(format_summary(str(batch.id), final), soft_wrap=True)
+    if final.get("errorMessage"):
+        console.print(f"[red]{final['errorMessage']}", soft_wrap=True)
     return 0 if final["status"] in FINISHED_OK else 1
 
 
@@ -64,15 +67,31 @@ async def _create_or_find(
         else:
             if await get_course(session, course) is None and course in {c[0] for c in DEMO_COURSES}:
                 await seed_demo_courses(session)
-            easy, medium, hard = mix
-            spec = BatchCreate(
-                course_id=course,
-                target_count=count,
-                difficulty_distribution=DifficultyDistribution(easy=easy, medium=medium, hard=hard),
-            )
+            spec = _spec(course, count, mix)
             batch = await service.create_batch(session, spec, owner=owner, limits=rt.limits, now=rt.now())
         await rt.commit(session)
         return batch
+
+
+_OPTIONS = {"course_id": "--course", "target_count": "--count", "difficulty_distribution": "--easy/--medium/--hard"}
+
+
+def _spec(course: str, count: int, mix: tuple[int, int, int]) -> BatchCreate:
+    """The batch the options describe; a bad option is a `BadRequest` that names it."""
+    easy, medium, hard = mix
+    try:
+        return BatchCreate(
+            course_id=course,
+            target_count=count,
+            difficulty_distribution=DifficultyDistribution(easy=easy, medium=medium, hard=hard),
+        )
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            option = _OPTIONS.get(field, _OPTIONS["difficulty_distribution"])
+            problems.append(f"{option}: {error['msg'].removeprefix('Value error, ')}")
+        raise BadRequest("; ".join(problems)) from None
 
 
 async def _follow_locally(rt: Runtime, console: Console, batch: Batch) -> dict[str, Any]:
@@ -113,6 +132,7 @@ def _complete_of(batch: Batch) -> dict[str, Any]:
     started = batch.started_at or batch.created_at
     ended = batch.completed_at or started
     return {
+        "errorMessage": batch.error_message,
         "status": batch.status,
         "totalItems": batch.total_items,
         "completedItems": batch.completed_items,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -94,6 +95,9 @@ class Runtime:
         self.accepting = True  # False once stopping: received items are handed back, not started
         self._held: Counter[UUID] = Counter()  # items this process received and has not finished with
         self._refused: set[UUID] = set()
+        self.work: set[asyncio.Task[Any]] = set()  # item tasks under way in this process
+        self.closing = False
+        self._stuck: set[asyncio.Task[Any]] = set()  # background tasks that did not stop when cancelled
 
     async def start(self) -> None:
         await self.bus.start()
@@ -102,12 +106,15 @@ class Runtime:
         await self.broker.startup()
         if not self.worker:
             return
+        # Embedded: the previous process's in-memory queue is gone, so all dispatched work is lost.
+        reconcile = not self.durable_queue
         try:
-            # Embedded: the previous process's in-memory queue is gone, so all dispatched work is lost.
-            await tasks.sweep(self, all_dispatched=not self.durable_queue)
+            await tasks.sweep(self, all_dispatched=reconcile)
+            reconcile = False
         except Exception:
             logger.exception("start-up reconcile failed; the sweeper will try again")
-        self._background.append(asyncio.create_task(tasks.sweep_forever(self), name="livebatch-sweeper"))
+        sweeper = tasks.sweep_forever(self, all_dispatched=reconcile)
+        self._background.append(asyncio.create_task(sweeper, name="livebatch-sweeper"))
         if self.durable_queue:
             receiver = run_receiver_task(
                 self.broker, max_async_tasks=self.settings.max_concurrency * 4, propagate_exceptions=False
@@ -183,20 +190,33 @@ class Runtime:
         logger.info("handed back %d items", handed_back, extra={"handed_back": handed_back})
 
     async def _stop_background(self) -> None:
-        for task in self._background:
+        background, self._background = self._background, []
+        for task in background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        self._background.clear()
+        self._stuck |= await _settle(background, 0.5)
 
     async def aclose(self) -> None:
+        """Stops background work, item work, the broker, the provider, the bus and the database.
+
+        Every wait is bounded: a task that will not stop is logged with its stack, never waited on forever
+        (Taskiq's Redis receiver can lose a cancel that lands as its first XREADGROUP starts; closing the
+        broker's connections ends that read, so the receiver gets a second chance after the shutdown)."""
+        self.closing = True
         await self._stop_background()
-        if isinstance(self.broker, InMemoryBroker):
-            for running in list(self.broker._running_tasks):
-                running.cancel()
-            await asyncio.gather(*self.broker._running_tasks, return_exceptions=True)
+        # Item work outlives a cancelled receiver; cancelled here, it leaves its message unacked (a Redis
+        # queue delivers it again) and its item to the lease. Left running, it would ack through a closed pool.
+        work = set(self.work)
+        for task in work:
+            task.cancel()
+        _log_stuck(await _settle(work, 5.0), "item work")
         await self.broker.shutdown()
+        _log_stuck(await _settle(self._stuck, 5.0), "background task")
         await self.provider.aclose()
-        await self.bus.aclose()
+        try:
+            async with asyncio.timeout(10):
+                await self.bus.aclose()
+        except TimeoutError:
+            logger.warning("the bus did not close in 10 s; going on")
         await self.db.dispose()
 
     async def commit(self, session: AsyncSession) -> None:
@@ -220,3 +240,22 @@ class Runtime:
             except Exception as exc:
                 # Committed as dispatched: the sweeper queues it again once it looks lost.
                 logger.warning("could not queue item %s (%s); the sweeper will queue it again", item_id, exc)
+
+
+async def _settle(tasks: Iterable[asyncio.Task[Any]], timeout: float) -> set[asyncio.Task[Any]]:
+    """Waits at most `timeout` for (cancelled) tasks to end; returns those still running."""
+    pending = set(tasks)
+    if not pending:
+        return set()
+    done, stuck = await asyncio.wait(pending, timeout=timeout)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("%s ended with an error at close", task.get_name(), exc_info=task.exception())
+    return stuck
+
+
+def _log_stuck(tasks: set[asyncio.Task[Any]], what: str) -> None:
+    for task in tasks:
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        logger.warning("%s %s would not stop; left behind:\n%s", what, task.get_name(), stack.getvalue())

@@ -55,6 +55,16 @@ def test_window_keeps_the_last_ten_completions_and_the_one_before() -> None:
     assert progress.throughput_per_minute(window) == pytest.approx(60.0)
 
 
+def test_a_completion_recorded_out_of_clock_order_never_shrinks_the_span() -> None:
+    """Seen in a 200-item run: times like [4949, 4961, 4876, ...] made the span negative and the rate
+    600 000/min. A completion recorded after another counts as no earlier than it."""
+    window = [0]
+    for at in (4949, 4961, 4876, 5030, 5039, 5071, 4784, 5147, 5168, 4684, 4895):
+        window = progress.push_completion(window, at)
+    assert window == sorted(window) and window[-1] == 5168
+    assert progress.throughput_per_minute(window) == pytest.approx(10 * 60_000 / (5168 - 4949))
+
+
 @pytest.mark.parametrize(
     ("active_ms", "running_since", "now", "expected"),
     [

@@ -54,6 +54,7 @@ class FakeLLM:
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-llm")
         self.port = 0
 
@@ -68,6 +69,7 @@ class FakeLLM:
         return self
 
     async def _start(self) -> None:
+        self._stopping = asyncio.Event()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -75,11 +77,17 @@ class FakeLLM:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
-            # Connections a client keeps alive would outlive the loop (unclosed sockets): end them.
-            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            # Responses still waiting (`timeout`) and connections a client keeps alive would outlive the loop,
+            # their sockets never closed: end them now.
+            self._stopping.set()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            current = asyncio.current_task()
+            handlers = [t for t in asyncio.all_tasks() if t is not current]
             for task in handlers:
                 task.cancel()
-            await asyncio.gather(*handlers, return_exceptions=True)
+            if handlers:
+                await asyncio.wait(handlers, timeout=5)
             await asyncio.sleep(0)  # let the closed transports release their sockets
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
@@ -101,6 +109,7 @@ class FakeLLM:
             return self.script.popleft() if self.script else self.default
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -117,6 +126,7 @@ class FakeLLM:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass  # the client went away, or the fake is stopping
         finally:
+            self._writers.discard(writer)
             if not writer.is_closing():
                 writer.close()
 
@@ -131,8 +141,11 @@ class FakeLLM:
             writer.transport.abort()
             return False
         if name == "timeout":
-            await asyncio.sleep(float(arg or 30))
-            name = "ok"
+            try:
+                await asyncio.wait_for(self._stopping.wait(), float(arg or 30))
+                return False
+            except TimeoutError:
+                name = "ok"
         if name in ("401", "403", "404", "500", "503"):
             status = int(name)
             error = {"error": {"message": f"fake {status}", "type": "fake", "code": None}}

@@ -44,7 +44,12 @@ def eta_ms(remaining: int, per_minute: float) -> int:
 
 
 def push_completion(window: Sequence[int], at_ms: int) -> list[int]:
-    """The window after one more completion at active-clock time `at_ms`."""
+    """The window after one more completion at active-clock time `at_ms`.
+
+    Completions are timed before their transaction waits for the batch's lock, so they can be recorded
+    a few ms out of order; one recorded later never counts as earlier, or the span could go negative."""
+    if window:
+        at_ms = max(at_ms, window[-1])
     return [*window, at_ms][-(WINDOW + 1) :]
 
 

@@ -104,12 +104,14 @@ async def undispatch(session: AsyncSession, batch_id: UUID, item_ids: Sequence[U
 
 
 async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> int | None:
-    """Takes a pending item: the conditional update is the claim, so of two deliveries only one wins.
+    """Takes a pending, dispatched item: the conditional update is the claim, so of two deliveries only one
+    wins, and a stray delivery of an item the batch's window never dispatched (a redelivered message, a
+    duplicate from the sweeper) takes nothing, so the window bounds the batch's concurrency.
 
     Returns the attempt number, which later fences the result: only that attempt may record it."""
     stmt = (
         update(Item)
-        .where(Item.id == item_id, Item.status == PENDING)
+        .where(Item.id == item_id, Item.status == PENDING, Item.dispatched_at.is_not(None))
         .values(
             status=IN_PROGRESS,
             attempts=Item.attempts + 1,
@@ -168,10 +170,11 @@ async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) ->
 
 
 async def stale_dispatches(session: AsyncSession, *, before: datetime | None, limit: int) -> list[UUID]:
-    """Dispatched items never claimed (dispatched before `before`; any, when None) of active batches."""
+    """Dispatched items never claimed of active batches: dispatched before `before`, and due before it too
+    (an item waiting out a retry delay is not lost); any, when None."""
     conditions = [Item.status == PENDING, Item.dispatched_at.is_not(None)]
     if before is not None:
-        conditions.append(Item.dispatched_at < before)
+        conditions += [Item.dispatched_at < before, Item.next_attempt_at < before]
     stmt = (
         select(Item.id)
         .join(Batch, Batch.id == Item.batch_id)

@@ -269,7 +269,7 @@ async def retry_failed(session: AsyncSession, batch_id: UUID, *, user: User, lim
 async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> Claim | NotYet | None:
     """Starts an attempt at the item; None when there is nothing to do (already taken, batch paused or over)."""
     item = await repository.get_item(session, item_id)
-    if item is None or item.status != ItemStatus.pending:
+    if item is None or item.status != ItemStatus.pending or item.dispatched_at is None:
         return None
     batch = await repository.lock_batch(session, item.batch_id)
     if batch is None or batch.status not in (BatchStatus.queued, BatchStatus.running):

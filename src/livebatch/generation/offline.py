@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -197,14 +198,21 @@ def compose(request: ItemRequest) -> Question:
 class OfflineProvider:
     name = "offline"
 
-    def __init__(self, *, latency_ms: int, failure_rate: float) -> None:
+    def __init__(
+        self,
+        *,
+        latency_ms: int,
+        failure_rate: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.latency_ms = latency_ms
         self.failure_rate = failure_rate
+        self._sleep = sleep  # the latency's only effect; a test can watch it instead of waiting
 
     async def generate(self, request: ItemRequest) -> Question:
         rng = random.Random(f"{request.batch_id}:{request.item_index}:{request.attempt}")
         if self.latency_ms:
-            await asyncio.sleep(self.latency_ms * rng.uniform(0.5, 1.5) / 1000)
+            await self._sleep(self.latency_ms * rng.uniform(0.5, 1.5) / 1000)
         question = compose(request)
         if rng.random() < self.failure_rate:
             kind, message = rng.choice(_FAILURES)

@@ -31,8 +31,17 @@ logger = logging.getLogger("livebatch.worker")
 
 async def generate_item(item_id: str, context: Annotated[Context, TaskiqDepends()]) -> None:
     runtime: Runtime = context.state.runtime
-    with runtime.holding(UUID(item_id)):
-        await work_on_item(runtime, UUID(item_id))
+    if runtime.closing:
+        return  # the item stays dispatched; the sweeper of a live process queues it again
+    # Known to the runtime, so that closing it ends the work (and its acks) before the broker goes.
+    task = asyncio.current_task()
+    assert task is not None
+    runtime.work.add(task)
+    try:
+        with runtime.holding(UUID(item_id)):
+            await work_on_item(runtime, UUID(item_id))
+    finally:
+        runtime.work.discard(task)
 
 
 def register(broker: AsyncBroker) -> AsyncTaskiqDecoratedTask[Any, Any]:
@@ -116,17 +125,15 @@ async def _record(rt: Runtime, claim: Claim, error: GenerationError | None, ques
 async def sweep(rt: Runtime, *, all_dispatched: bool = False) -> None:
     """One pass of the sweeper: expire dead leases, re-queue lost work, refill batch windows.
 
-    `all_dispatched` re-queues every dispatched item regardless of age: right at start-up of an
-    embedded process, whose in-memory queue died with the previous one."""
+    Work dispatched `dispatch_timeout` ago and still unclaimed is queued again, on either queue (a task
+    can die before its claim); the claim makes the duplicate harmless. `all_dispatched` re-queues every
+    dispatched item regardless of age: right at start-up of an embedded process, whose in-memory queue
+    died with the previous one."""
     now = rt.now()
     async with rt.db.read_session() as session:
         expired = await repository.expired_leases(session, now=now, limit=500)
         lost_before = None if all_dispatched else now - rt.dispatch_timeout
-        stale = (
-            await repository.stale_dispatches(session, before=lost_before, limit=5000)
-            if (all_dispatched or rt.durable_queue)
-            else []
-        )
+        stale = await repository.stale_dispatches(session, before=lost_before, limit=5000)
         short = await repository.undersupplied_batches(session)
     for item_id, attempt_no in expired:
         async with rt.db.session() as session:
@@ -151,14 +158,15 @@ async def sweep(rt: Runtime, *, all_dispatched: bool = False) -> None:
         )
 
 
-async def sweep_forever(rt: Runtime) -> None:
-    first = True
+async def sweep_forever(rt: Runtime, *, all_dispatched: bool = False) -> None:
+    """A sweep every `sweep_interval_s`, after the one `Runtime.start` made; `all_dispatched` while the
+    start-up reconcile has still to succeed."""
     while True:
+        await asyncio.sleep(rt.settings.sweep_interval_s)
         try:
-            await sweep(rt, all_dispatched=first and not rt.durable_queue)
-            first = False
+            await sweep(rt, all_dispatched=all_dispatched)
+            all_dispatched = False
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("sweeper pass failed; trying again")
-        await asyncio.sleep(rt.settings.sweep_interval_s)

@@ -1,0 +1,82 @@
+"""`livebatch migrate` on a fresh database: SQLite under `pytest`, PostgreSQL under `--backend=scaled`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
+
+from livebatch.db import Base, Database
+from livebatch.migrate import alembic_config, upgrade_async
+from tests.cli.conftest import RunCli
+from tests.conftest import Backend
+
+TABLES = {"users", "courses", "sign_in_links", "batch_jobs", "batch_items", "batch_events", "generated_items"}
+
+
+def _postgres(admin_url: str, statement: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def fresh(backend: Backend, tmp_path: Path) -> Iterator[tuple[dict[str, str], str]]:
+    """Environment variables naming a database that has never been migrated, and its URL. On SQLite
+    only the data directory is given (it does not exist yet): the default database lives there."""
+    if not backend.scaled:
+        data_dir = tmp_path / "brand-new"
+        yield {"LIVEBATCH_DATA_DIR": str(data_dir)}, f"sqlite+aiosqlite:///{data_dir / 'livebatch.db'}"
+        return
+    name = f"lbt_fresh_{uuid4().hex[:12]}"
+    _postgres(backend.pg_admin_url, f"CREATE DATABASE {name} TEMPLATE template0")
+    url = f"{backend.pg_admin_url.rpartition('/')[0]}/{name}"
+    yield {"LIVEBATCH_DATABASE_URL": url}, url
+    _postgres(backend.pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _schema(connection: Connection) -> tuple[set[str], str | None, list[Any]]:
+    tables = set(inspect(connection).get_table_names())
+    version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+    drift = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    return tables, version, drift
+
+
+async def test_migrate_builds_the_whole_schema_on_a_fresh_database_and_is_idempotent(
+    run_cli: RunCli, env_for: Callable[..., dict[str, str]], fresh: tuple[dict[str, str], str]
+) -> None:
+    variables, url = fresh
+    env = {k: v for k, v in env_for().items() if k not in ("LIVEBATCH_DATABASE_URL", "LIVEBATCH_DATA_DIR")}
+    env.update(variables)
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+    run = run_cli("migrate", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "schema is up to date"
+    for again in (False, True):
+        if again:  # a second run finds nothing to do (what the command calls, in this process)
+            await upgrade_async(url)
+        db = Database(url)
+        try:
+            async with db.engine.connect() as connection:
+                tables, version, drift = await connection.run_sync(_schema)
+        finally:
+            await db.dispose()
+        assert TABLES <= tables
+        assert version == head
+        assert drift == [], "the migrations and the models disagree"

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.batches.conftest import open_runtime as open_runtime  # the pipeline tests' runtime factory
+from tests.fakes.llm_server import FakeLLM
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    """A real chat-completions server on loopback; queue behaviours with `fake_llm.queue(...)`."""
+    llm = FakeLLM().start()
+    yield llm
+    llm.stop()

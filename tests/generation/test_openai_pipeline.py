@@ -1,0 +1,95 @@
+"""Batches on the `openai` provider, served by the local fake: every failure the server can produce
+lands in the event log as a retried `item.failed` of the right kind, and a rejected key stops the batch
+at once instead of after every item's retries."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from livebatch.events.log import LogEntry
+from livebatch.runtime import Runtime
+from tests.batches.conftest import RuntimeFactory, start_batch
+from tests.batches.ledger import assert_attempts_accounted
+from tests.checks import assert_consistent, event_log, wait_for_status
+from tests.conftest import Person
+from tests.fakes.llm_server import FakeLLM
+
+
+async def _openai(open_runtime: RuntimeFactory, fake_llm: FakeLLM, **overrides: object) -> Runtime:
+    return await open_runtime(provider="openai", openai_base_url=fake_llm.base_url, openai_timeout_s=0.5, **overrides)
+
+
+async def test_every_transient_failure_is_retried_with_its_kind_until_the_item_is_generated(
+    open_runtime: RuntimeFactory, fake_llm: FakeLLM, people: dict[str, Person]
+) -> None:
+    script = ["500", "503", "reset", "timeout:2", "429", "malformed", "schema", "refusal", "duplicate"]
+    fake_llm.queue(*script)
+    rt = await _openai(open_runtime, fake_llm, max_attempts=len(script) + 1)
+    batch_id = await start_batch(rt, people["faculty"], 1)
+    batch = await wait_for_status(rt, batch_id)
+    assert (batch.status, batch.completed_items) == ("completed", 1)
+    await assert_consistent(rt.db, batch_id)
+    await assert_attempts_accounted(rt.db, batch_id, max_attempts=len(script) + 1)
+
+    failures = [p for _, name, p in await event_log(rt.db, batch_id) if name == "item.failed"]
+    assert [(p["itemIndex"], p["retryCount"], p["willRetry"], p["errorKind"]) for p in failures] == [
+        (0, n, True, kind)
+        for n, kind in enumerate(
+            [
+                "provider_error",
+                "provider_error",
+                "provider_error",
+                "timeout",
+                "rate_limited",
+                "validation",
+                "validation",
+                "validation",
+                "validation",
+            ],
+            start=1,
+        )
+    ]
+    assert failures[-1]["errorMessage"] == "Validation failed: options B and D are identical"
+    assert failures[3]["errorMessage"] == "LLM provider timeout after 0.5s"
+    assert fake_llm.request_count == len(script) + 1, "one request per attempt"
+    assert {r["body"]["model"] for r in fake_llm.requests} == {"gpt-4o-mini"}
+
+
+async def test_a_rejected_api_key_fails_the_batch_at_once_with_a_clear_message(
+    open_runtime: RuntimeFactory, fake_llm: FakeLLM, people: dict[str, Person]
+) -> None:
+    fake_llm.default = "401"
+    rt = await _openai(open_runtime, fake_llm, batch_concurrency=4, max_attempts=3)
+    batch_id = await start_batch(rt, people["faculty"], 20)
+    batch = await wait_for_status(rt, batch_id)
+    assert batch.status == "failed"
+    assert batch.error_message == "The provider rejected the API key (HTTP 401): check LIVEBATCH_OPENAI_API_KEY."
+    assert fake_llm.request_count <= 4, "no item is tried again, no new item starts"
+    await assert_consistent(rt.db, batch_id)
+    assert batch.failed_items <= 4 and batch.pending_items >= 16
+    events = await event_log(rt.db, batch_id)
+    failed = [p for _, name, p in events if name == "item.failed"]
+    assert failed and all(p["willRetry"] is False and p["errorKind"] == "auth" for p in failed)
+    assert events[-1][1] == "batch.complete" and events[-1][2]["status"] == "failed"
+
+
+async def test_retry_after_from_the_provider_delays_the_next_attempt(
+    open_runtime: RuntimeFactory, fake_llm: FakeLLM, people: dict[str, Person]
+) -> None:
+    fake_llm.queue("429:1")
+    rt = await _openai(open_runtime, fake_llm, retry_base_ms=20, retry_max_ms=40)
+    batch_id = await start_batch(rt, people["faculty"], 1)
+    assert (await wait_for_status(rt, batch_id)).status == "completed"
+    async with rt.db.read_session() as session:
+        rows = (
+            await session.execute(select(LogEntry.name, LogEntry.created_at).where(LogEntry.batch_id == batch_id))
+        ).all()
+    assert [name for name, _ in rows] == [
+        "item.started",
+        "item.failed",
+        "item.started",
+        "item.completed",
+        "batch.complete",
+    ]
+    waited = (rows[2][1] - rows[1][1]).total_seconds()
+    assert waited >= 1.0, f"the second attempt came {waited:.3f}s after the 429, before its Retry-After"
