@@ -69,9 +69,12 @@ class Settings(BaseSettings):
         default=16, ge=1, description="Items generated at once by one process, all batches together."
     )
     lease_s: float = Field(
-        default=120.0,
+        default=30.0,
         gt=0,
-        description="How long a claimed item stays claimed before another worker may take it.",
+        description="How long a claim outlives its worker: renewed every third of it while the item is generated.",
+    )
+    generation_timeout_s: float = Field(
+        default=90.0, gt=0, description="Longest one generation attempt may run before it counts as timed out."
     )
     dispatch_timeout_s: float = Field(
         default=60.0, gt=0, description="A dispatched item still unclaimed after this long is queued again."

@@ -51,7 +51,7 @@ def create_broker(settings: Settings, *, on_lost: Callable[[], None] | None = No
         return ItemQueue(
             settings.redis_url,
             prefix=settings.redis_prefix,
-            idle_timeout_ms=int(max(600.0, settings.lease_s * 4) * 1000),
+            idle_timeout_ms=int(max(600.0, settings.generation_timeout_s * 4) * 1000),
             on_lost=on_lost,
         )
     return InMemoryBroker(max_stored_results=1)
@@ -81,7 +81,8 @@ class Runtime:
         self.metrics.bus_subscribers.set_function(lambda: self.bus.subscriber_count)
         self.slots = asyncio.Semaphore(settings.max_concurrency)
         self.lease = timedelta(seconds=settings.lease_s)
-        self.generation_deadline_s = settings.lease_s * 0.8
+        self.generation_deadline_s = settings.generation_timeout_s
+        self.claims: dict[UUID, int] = {}  # attempts this process is generating: item id -> attempt number
         self.dispatch_timeout = timedelta(seconds=settings.dispatch_timeout_s)
         self.retry_policy = RetryPolicy(settings.max_attempts, settings.retry_base_ms, settings.retry_max_ms)
         self.limits = Limits(
@@ -115,6 +116,7 @@ class Runtime:
             logger.exception("start-up reconcile failed; the sweeper will try again")
         sweeper = tasks.sweep_forever(self, all_dispatched=reconcile)
         self._background.append(asyncio.create_task(sweeper, name="livebatch-sweeper"))
+        self._background.append(asyncio.create_task(tasks.renew_leases_forever(self), name="livebatch-leases"))
         if self.durable_queue:
             receiver = run_receiver_task(
                 self.broker, max_async_tasks=self.settings.max_concurrency * 4, propagate_exceptions=False

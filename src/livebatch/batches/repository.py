@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -140,6 +140,18 @@ async def finish_attempt(
         conditions.append(Item.lease_expires_at < lease_expired_before)
     stmt = update(Item).where(*conditions).values(lease_expires_at=None, **values)
     return _rowcount(await session.execute(stmt)) == 1
+
+
+async def renew_leases(session: AsyncSession, attempts: Sequence[tuple[UUID, int]], *, until: datetime) -> int:
+    """Extends the leases of these (item, attempt) claims, where that attempt still holds its item."""
+    if not attempts:
+        return 0
+    stmt = (
+        update(Item)
+        .where(tuple_(Item.id, Item.attempts).in_(attempts), Item.status == IN_PROGRESS)
+        .values(lease_expires_at=until)
+    )
+    return _rowcount(await session.execute(stmt))
 
 
 async def insert_generated(session: AsyncSession, generated: GeneratedItem) -> None:

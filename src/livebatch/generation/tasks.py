@@ -1,8 +1,10 @@
 """Item work: one Taskiq task per item, at least once, made idempotent by the claim.
 
 A task claims its item (a conditional update), generates outside any transaction, and records the
-outcome fenced by its attempt number. A duplicate delivery finds the item taken and does nothing; a
-worker that dies leaves a lease that the sweeper expires. Retry delays are slept here, holding no slot,
+outcome fenced by its attempt number. A duplicate delivery finds the item taken and does nothing. While
+it generates, its process renews the claim's lease every third of `lease_s`, so a lease can be short
+(a dead worker's items come back within it) however long a generation takes; a worker that dies stops
+renewing, and the sweeper expires its leases. Retry delays are slept here, holding no slot,
 so both brokers behave the same (Taskiq's retry middlewares do not back off on the in-memory one).
 """
 
@@ -74,10 +76,17 @@ async def attempt(rt: Runtime, claim: Claim) -> None:
         question_type=claim.question_type,
         difficulty=claim.difficulty,
     )
+    rt.claims[claim.item_id] = claim.attempt  # renewed by `renew_leases_forever` until recorded
+    try:
+        await _generate(rt, claim, request)
+    finally:
+        rt.claims.pop(claim.item_id, None)
+
+
+async def _generate(rt: Runtime, claim: Claim, request: ItemRequest) -> None:
     started = time.perf_counter()
     error: GenerationError | None = None
     try:
-        # Never outlive the lease: past it, the sweeper would hand the item to someone else.
         async with asyncio.timeout(rt.generation_deadline_s):
             question = await rt.provider.generate(request)
         broken = rule_broken(question, difficulty=claim.difficulty)
@@ -120,6 +129,29 @@ async def _record(rt: Runtime, claim: Claim, error: GenerationError | None, ques
                 return
             logger.warning("recording item %s failed; retrying in %ss", claim.item_id, delay, exc_info=True)
             await asyncio.sleep(delay)
+
+
+async def renew_leases(rt: Runtime) -> int:
+    """Extends the lease of every attempt this process is generating; returns how many it renewed."""
+    claims = list(rt.claims.items())
+    if not claims:
+        return 0
+    async with rt.db.session() as session:
+        renewed = await repository.renew_leases(session, claims, until=rt.now() + rt.lease)
+        await session.commit()
+    return renewed
+
+
+async def renew_leases_forever(rt: Runtime) -> None:
+    while True:
+        await asyncio.sleep(rt.settings.lease_s / 3)
+        try:
+            await renew_leases(rt)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A late renewal only risks a retry of a live attempt, whose result is then discarded.
+            logger.warning("could not renew leases; trying again", exc_info=True)
 
 
 async def sweep(rt: Runtime, *, all_dispatched: bool = False) -> None:
