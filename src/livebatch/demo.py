@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+from dataclasses import replace
 from datetime import timedelta
 
 import uvicorn
@@ -54,7 +56,10 @@ async def run_demo(settings: Settings, console: Console, *, port: int, count: in
             target_count=count,
             difficulty_distribution=DifficultyDistribution(easy=30, medium=50, hard=20),
         )
-        batch = await service.create_batch(session, spec, owner=owner, limits=rt.limits, now=rt.now())
+        # One person on their own machine: batches left running by earlier demos (stopped with Ctrl-C) resume
+        # on their own, and must not hold a new demo back the way the per-user cap does on a shared server.
+        limits = replace(rt.limits, max_active_batches=sys.maxsize)
+        batch = await service.create_batch(session, spec, owner=owner, limits=limits, now=rt.now())
         secret = await create_sign_in_link(
             session,
             owner,

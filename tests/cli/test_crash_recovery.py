@@ -36,8 +36,7 @@ async def test_sigkill_mid_batch_then_restart_finishes_with_nothing_lost_or_doub
 ) -> None:
     count = 40
     env = env_for(
-        # A short lease, so the killed process's items are taken back quickly; generations stay well
-        # inside it (the worker gives up at 80 % of the lease).
+        # A short lease, so the killed process's items are taken back quickly (a live process renews its own).
         {"lease_s": 2.0, "dispatch_timeout_s": 1.5, "sweep_interval_s": 0.2, "batch_concurrency": 4},
         LIVEBATCH_OFFLINE_LATENCY_MS="150",
         LIVEBATCH_OFFLINE_FAILURE_RATE="0.1",
