@@ -99,6 +99,7 @@ async def _follow_locally(rt: Runtime, console: Console, batch: Batch) -> dict[s
     the work, and its notices do not reach this one)."""
     topic = str(batch.id)
     subscription = rt.bus.subscribe(topic)
+    shown_status: str | None = None
     with ProgressView(console, batch.total_items) as view:
         try:
             while True:
@@ -106,6 +107,13 @@ async def _follow_locally(rt: Runtime, console: Console, batch: Batch) -> dict[s
                 view.update(json.loads(service.snapshot_of(current).to_json()))
                 if current.batch_status.is_terminal:
                     return _complete_of(current)
+                if current.status != shown_status:
+                    # Paused, nothing moves until someone resumes it: say so rather than look hung.
+                    if current.status == BatchStatus.paused:
+                        view.note("paused: waiting for it to be resumed (from its page, or the API); Ctrl-C stops")
+                    elif shown_status == BatchStatus.paused:
+                        view.note("resumed")
+                    shown_status = current.status
                 try:
                     notice = await subscription.get(timeout=1.0)
                 except SubscriptionCutOff:

@@ -81,3 +81,6 @@ class ProgressView:
 
     def failure(self, payload: dict[str, Any]) -> None:
         self._progress.console.print(format_failure(payload), soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        self._progress.console.print(text, soft_wrap=True)
