@@ -89,4 +89,5 @@ test("what a feed row says", () => {
   assert.equal(rowText({ status: "failed", willRetry: false, errorMessage: "LLM timeout" }).detail, "LLM timeout");
   assert.match(retryText({ retryCount: 1, willRetry: true }), /^After 1 attempt; it will be tried again/);
   assert.match(retryText({ retryCount: 3, willRetry: false }), /^Failed after 3 attempts; no retries left/);
+  assert.match(retryText({ retryCount: 1, willRetry: false, stopped: true }), /^After 1 attempt; the batch failed before/);
 });

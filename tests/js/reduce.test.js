@@ -304,4 +304,32 @@ describe("purity", () => {
     assert.equal(reduce(refreshed, { type: "refreshed", detail: errors.middle, at: 6 }), refreshed);
     assert.equal(refreshed.items, ended.items, "the feed is the stream's");
   });
+
+  test("a batch that fails outright stops the items waiting for a retry, until Retry failed", () => {
+    // A rejected API key: item 0 failed an attempt (will retry), then item 1's 401 failed the batch.
+    const batch = { id: "b", status: "running", total_items: 2, config: {}, course: {}, started_at: "t" };
+    const start = { ...batch, snapshot: null, items: [], lastEventId: 0 };
+    const failedAttempt = { itemId: "i0", itemIndex: 0, errorMessage: "LLM timeout", retryCount: 1, willRetry: true };
+    const keyRejected = { itemId: "i1", itemIndex: 1, errorMessage: "Bad key", retryCount: 1, willRetry: false };
+    const complete = { batchId: "b", status: "failed", totalItems: 2, completedItems: 0, failedItems: 1, totalDurationMs: 9 };
+    const events = [
+      ["1", "item.started", { itemId: "i0", itemIndex: 0, startedAt: "t" }],
+      ["2", "item.started", { itemId: "i1", itemIndex: 1, startedAt: "t" }],
+      ["3", "item.failed", failedAttempt],
+      ["4", "item.failed", keyRejected],
+      ["5", "batch.complete", complete],
+    ];
+    const action = ([id, name, data]) => ({ type: "event", name, id, data, at: 0 });
+    const row0 = (state) => state.items.get(0);
+    for (const order of [events, [...events].reverse()]) {
+      const state = order.reduce((s, e) => reduce(s, action(e)), loadedFrom(start));
+      assert.equal(phase(state), "failed");
+      assert.deepEqual([row0(state).willRetry, row0(state).stopped], [false, true], "nothing will retry it");
+      const retried = reduce(state, action(["6", "batch.retried", { batchId: "b", retriedItems: 2, retriedAt: "t" }]));
+      assert.deepEqual(feedEntries(retried), [], "Retry failed queues both again");
+    }
+    // Loaded from the API after the end: the row the API keeps (willRetry from the last attempt) is stopped too.
+    const detail = { ...start, status: "failed", lastEventId: 5, items: [{ ...failedAttempt, status: "failed" }] };
+    assert.deepEqual([row0(loadedFrom(detail)).willRetry, row0(loadedFrom(detail)).stopped], [false, true]);
+  });
 });

@@ -108,6 +108,7 @@ export function retryText(entry) {
   const n = entry.retryCount;
   const attempts = !Number.isFinite(n) ? "its attempts" : n === 1 ? "1 attempt" : `${n} attempts`;
   if (entry.willRetry) return `After ${attempts}; it will be tried again.`;
+  if (entry.stopped) return `After ${attempts}; the batch failed before it was tried again. "Retry failed" queues it again.`;
   return `Failed after ${attempts}; no retries left. "Retry failed" queues it again once the batch has ended.`;
 }
 

@@ -33,6 +33,7 @@ export function initialState() {
     statusSeq: 0, // the id of the event that set the batch status
     retriedSeq: 0, // the latest `batch.retried`: items that had failed for good before it are pending
     cancelledSeq: 0, // the `batch.complete` that cancelled the batch: items open before it are cancelled
+    stoppedSeq: 0, // the `batch.complete` that failed the batch: items waiting for a retry will not get it
     isComplete: false,
     complete: null, // the `batch.complete` payload, once seen
     connection: "connecting", // connecting | open | lost | closed
@@ -104,7 +105,9 @@ function batchOf(detail) {
 function loaded(state, detail, at) {
   const seq = detail.lastEventId;
   const items = new Map();
-  for (const row of detail.items) items.set(row.itemIndex, { ...row, seq });
+  // A failed batch retries nothing until "Retry failed": its rows still waiting for a retry are stopped.
+  const failed = detail.status === "failed";
+  for (const row of detail.items) items.set(row.itemIndex, failed ? stop({ ...row, seq }) : { ...row, seq });
   return {
     ...state,
     batch: batchOf(detail),
@@ -226,6 +229,9 @@ function onEvent(state, name, id, data, at) {
       if (data.status === "cancelled") {
         next.cancelledSeq = Math.max(state.cancelledSeq, seq);
         next.items = settleAll(next);
+      } else if (data.status === "failed") {
+        next.stoppedSeq = Math.max(state.stoppedSeq, seq);
+        next.items = settleAll(next);
       }
       if (seq < state.statusSeq) return next;
       const done = withStatus(next, seq, data.status);
@@ -252,10 +258,12 @@ function putItem(state, seq, entry) {
 }
 
 // What a later batch event decided for a row shaped by an earlier one, whatever order they came in:
-// an item that had failed for good before "Retry failed" is pending again (no row shown until it
-// restarts), and a running item, or one waiting for a retry, was cancelled with its batch. The row
+// an item waiting for a retry when its batch failed (the provider refused the key, say) is stopped; an
+// item that had failed for good before "Retry failed" is pending again (no row shown until it
+// restarts); and a running item, or one waiting for a retry, was cancelled with its batch. The row
 // keeps the seq of its own event, so the item's newer events still replace it.
-function settle(state, row) {
+function settle(state, given) {
+  const row = given.seq < state.stoppedSeq ? stop(given) : given;
   if (row.status === "failed" && !row.willRetry && row.seq < state.retriedSeq) {
     return { itemId: row.itemId, itemIndex: row.itemIndex, status: "pending", seq: row.seq };
   }
@@ -264,6 +272,10 @@ function settle(state, row) {
     return { itemId: row.itemId, itemIndex: row.itemIndex, status: "cancelled", timestamp: row.timestamp, seq: row.seq };
   }
   return row;
+}
+
+function stop(row) {
+  return row.status === "failed" && row.willRetry ? { ...row, willRetry: false, stopped: true } : row;
 }
 
 function settleAll(state) {
