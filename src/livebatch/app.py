@@ -58,6 +58,13 @@ def create_app(
         try:
             yield
         finally:
+            if rt.worker:
+                # Stopped on purpose (SIGTERM, Ctrl+C): like `livebatch worker`, let the attempts in flight
+                # finish and hand back what was received but not started, so that a restart neither waits
+                # for leases to expire nor counts those attempts as failed.
+                logger.info("stopping: finishing the attempts in flight")
+                if not await rt.drain(rt.generation_deadline_s + 5):
+                    logger.warning("attempts still running at exit; their items are retried once their lease expires")
             await rt.aclose()
 
     app = FastAPI(
