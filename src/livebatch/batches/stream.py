@@ -11,11 +11,12 @@ bus says it may have missed something (a hole in the seqs, or `RESYNC` after a l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
@@ -26,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from livebatch.batches import repository, service
 from livebatch.batches.events import BatchComplete, BatchProgressSnapshot, Heartbeat
+from livebatch.batches.models import Batch
 from livebatch.clock import iso, utcnow
 from livebatch.errors import BadRequest, TooManyRequests
 from livebatch.events import log
@@ -39,6 +41,7 @@ RETRY_MS = 2000  # how long EventSource waits before reconnecting
 REPLAY_PAGE = 1000
 HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 PROGRESS, COMPLETE = BatchProgressSnapshot.name, BatchComplete.name
+_T = TypeVar("_T")
 
 
 class TooManyStreams(TooManyRequests):
@@ -194,12 +197,7 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
     """Everything in the log after the cursor, and the current snapshot into the cursor (dirty only if
     something was sent). Raises `_Ended` after sending `batch.complete`."""
     while True:
-        async with rt.db.read_session() as session:
-            # The batch row first, then its events up to the row's last seq: under READ COMMITTED each
-            # statement sees the latest commits, and events read first could be older than the row read
-            # after them. This way the snapshot describes exactly the events sent before it.
-            batch = await repository.get_batch(session, batch_id)
-            page = await log.events_after(session, batch_id, cursor.seq, limit=REPLAY_PAGE) if batch else []
+        batch, page = await _uncancelled(_read_log(rt, batch_id, cursor.seq))
         if batch is None:
             return
         events = [e for e in page if e.seq <= batch.last_seq]
@@ -214,6 +212,32 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
             cursor.seq = event.seq
         if len(page) < REPLAY_PAGE:
             return
+
+
+async def _read_log(rt: Runtime, batch_id: UUID, after: int) -> tuple[Batch | None, list[LoggedEvent]]:
+    async with rt.db.read_session() as session:
+        # The batch row first, then its events up to the row's last seq: under READ COMMITTED each
+        # statement sees the latest commits, and events read first could be older than the row read
+        # after them. This way the snapshot describes exactly the events sent before it.
+        batch = await repository.get_batch(session, batch_id)
+        page = await log.events_after(session, batch_id, after, limit=REPLAY_PAGE) if batch else []
+    return batch, page
+
+
+async def _uncancelled(read: Coroutine[Any, Any, _T]) -> _T:
+    """Runs a database read to its end even when the stream is cancelled meanwhile (its client left).
+
+    Cancelled halfway, a read makes SQLAlchemy terminate its aiosqlite connection, and the graceful close
+    it shields then waits forever on the stopped connection thread: one task left behind for every client
+    that left during a read (tests/reliability/test_stream_churn.py)."""
+    task = asyncio.ensure_future(read)
+    task.add_done_callback(_forget)
+    return await asyncio.shield(task)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a read that failed after its stream ended is nobody's to report
 
 
 def _progress(cursor: Cursor) -> bytes:

@@ -1,0 +1,108 @@
+"""A thousand progress streams opened and dropped in a loop leave nothing behind in the server: no file
+descriptor, asyncio task, subscription to the fan-out or stream slot, and no memory growth beyond a bound.
+
+Clients drop the way real ones do: as soon as the request is sent (a tab closed while loading), after the
+first snapshot (a page left at once), and in the middle of replaying a long log (a reconnect cut short).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tests.conftest import Backend, LiveFactory, LiveProcess, Person, SettingsFactory, batch_body
+from tests.reliability.resources import Resources, resources
+from tests.scaled.conftest import wait_until
+from tests.stream.support import progress_url
+
+STREAMS = 1000
+AT_ONCE = 25
+WARM_UP = 50
+RSS_BOUND_MB = 25.0  # what 1000 streams may leave in the allocator's pools; a leak of each would exceed it
+
+
+async def _drop_before_the_answer(server: LiveProcess, path: str, headers: dict[str, str]) -> None:
+    assert server.port is not None
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode())
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def _drop_after(http: httpx.AsyncClient, path: str, params: dict[str, str], events: int) -> None:
+    seen = 0
+    async with http.stream("GET", path, params=params) as response:
+        assert response.status_code == 200, await response.aread()
+        async for line in response.aiter_lines():
+            seen += line.startswith("event: ")
+            if seen >= events:
+                return  # leaving the block closes the connection mid-stream
+
+
+async def _churn(server: LiveProcess, http: httpx.AsyncClient, person: Person, batch_id: str, count: int) -> None:
+    path = progress_url(batch_id)
+    slots = asyncio.Semaphore(AT_ONCE)
+
+    async def one(i: int) -> None:
+        async with slots:
+            kind = i % 3
+            if kind == 0:
+                await _drop_before_the_answer(server, f"{path}?lastEventId=0", person.headers)
+            elif kind == 1:
+                await _drop_after(http, path, {}, events=1)
+            else:
+                await _drop_after(http, path, {"lastEventId": "0"}, events=20)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def test_a_thousand_dropped_streams_leak_no_fd_task_subscription_or_memory(
+    make_settings: SettingsFactory, live_process: LiveFactory, backend: Backend, people: dict[str, Person]
+) -> None:
+    settings = make_settings(max_streams_per_user=AT_ONCE * 2, heartbeat_s=5.0, batch_concurrency=8)
+    worker = ["--worker"] if backend.scaled else []
+    server = live_process(settings, "serve", "--host", "127.0.0.1", "--port", "0", *worker, port=0)
+    faculty = people["faculty"]
+    limits = httpx.Limits(max_connections=AT_ONCE * 2, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=server.base_url, headers=faculty.headers, limits=limits, timeout=30) as http:
+        # A batch with a long log, paused, so that every stream replays it and then stays open until dropped.
+        batch = (await http.post("/api/v1/generation/batch", json=batch_body(60))).json()
+        await _wait_for_completed(http, batch["id"], 30)
+        assert (await http.post(f"/api/v1/generation/batch/{batch['id']}/pause")).status_code == 200
+
+        await _churn(server, http, faculty, batch["id"], WARM_UP)  # pools and caches reach their size
+        before = await _settled(server)
+        started = time.monotonic()
+        await _churn(server, http, faculty, batch["id"], STREAMS)
+        churned_in = time.monotonic() - started
+        after = await _settled(server)
+        assert (await http.get(f"/api/v1/generation/batch/{batch['id']}")).status_code == 200  # still serving
+        await http.post(f"/api/v1/generation/batch/{batch['id']}/cancel")
+
+    assert (after.subscribers, after.streams) == (0, 0)
+    assert after.tasks <= before.tasks, f"tasks leaked: {before} -> {after}"
+    assert after.fds <= before.fds + 2, f"file descriptors leaked: {before} -> {after}"
+    assert after.rss_mb - before.rss_mb < RSS_BOUND_MB, f"memory grew: {before} -> {after}"
+    print(f"\n{STREAMS} streams dropped in {churned_in:.1f}s, {AT_ONCE} at a time; before: {before}; after: {after}")
+
+
+async def _wait_for_completed(http: httpx.AsyncClient, batch_id: str, completed: int) -> None:
+    async def enough() -> bool:
+        return int((await http.get(f"/api/v1/generation/batch/{batch_id}")).json()["completed_items"]) >= completed
+
+    await wait_until(enough, timeout=60, what=f"{completed} items completed")
+
+
+async def _settled(server: LiveProcess) -> Resources:
+    """The server's resources once the last dropped stream is gone (a disconnect is noticed in ms)."""
+
+    async def idle() -> bool:
+        now = await resources(server.base_url)
+        return now.streams == 0 and now.subscribers == 0
+
+    await wait_until(idle, timeout=30, what="every stream to be released")
+    return await resources(server.base_url)
