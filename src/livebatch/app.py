@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livebatch import __version__
 from livebatch.batches import api as batches_api
+from livebatch.batches import stream
 from livebatch.config import Settings
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
 from livebatch.runtime import Runtime
@@ -75,6 +76,7 @@ def create_app(
     )
     if runtime is not None:
         app.state.runtime = runtime  # also without a lifespan run (httpx's ASGITransport runs none)
+    logging.getLogger("uvicorn.error").addFilter(stream.QUIET_CUT_OFFS)  # added once, however many apps
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
