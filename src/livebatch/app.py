@@ -182,7 +182,8 @@ def describe_validation(errors: Any) -> str:
 
 
 class BodySizeLimit:
-    """Refuses bodies over `max_bytes` (413), by Content-Length or while a chunked body streams in."""
+    """Refuses bodies over `max_bytes` (413): by Content-Length, or, for a chunked body, once as much has
+    been read (the body is read here, up to the limit, and handed on to the app whole)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -192,22 +193,40 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    too_large = PayloadTooLarge(f"The request body is over {self.max_bytes} bytes.")
-                    response = JSONResponse(error_body(too_large.code, too_large.message), status_code=413)
-                    await response(scope, receive, send)
+        headers = dict(scope.get("headers", ()))
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            # Read here rather than raise from the app's receive: FastAPI turns any error while it reads a
+            # body into a 400 "There was an error parsing the body", which would hide the 413.
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client left before sending its body
+                body += message.get("body", b"")
+                if len(body) > self.max_bytes:
+                    await self._refuse(scope, receive, send)
                     return
-        received = 0
+                if not message.get("more_body", False):
+                    break
+            receive = _replay(bytes(body), receive)
+        await self.app(scope, receive, send)
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise PayloadTooLarge(f"The request body is over {self.max_bytes} bytes.")
-            return message
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        too_large = PayloadTooLarge(f"The request body is over {self.max_bytes} bytes.")
+        response = JSONResponse(error_body(too_large.code, too_large.message), status_code=413)
+        await response(scope, receive, send)
 
-        await self.app(scope, limited_receive, send)
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the body read already, then whatever the connection says next (a disconnect)."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
