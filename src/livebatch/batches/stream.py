@@ -52,9 +52,8 @@ class TooManyStreams(TooManyRequests):
 
 
 def parse_last_event_id(raw: str | None) -> int | None:
-    if raw is None or raw.strip() == "":
+    if not raw:
         return None
-    raw = raw.strip()
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise BadRequest(f"Last-Event-ID must be a non-negative whole number, not {raw[:40]!r}.")
     return int(raw)
