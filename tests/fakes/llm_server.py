@@ -19,7 +19,7 @@ Behaviours, taken from the script in order (then `default`):
 
 `fail_randomly(rate, behaviours)` makes that share of the requests not scripted otherwise fail, each with
 one of `behaviours` at random (seeded); `injected` counts what was served, by behaviour. `item` is the
-item a good answer carries (its difficulty set from the request).
+item a good answer carries (its difficulty set from the request); `latency_s` delays every answer.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class FakeLLM:
         self.script: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
         self.item: dict[str, Any] = dict(ITEM)
+        self.latency_s = 0.0  # before every answer, whatever the behaviour
         self.injected: Counter[str] = Counter()
         self._chaos: tuple[float, tuple[str, ...]] | None = None
         self._rng = random.Random(0)
@@ -143,6 +144,8 @@ class FakeLLM:
                 request = json.loads(body) if body else {}
                 with self._lock:
                     self.requests.append({"path": lines[0].split(" ")[1], "headers": headers, "body": request})
+                if self.latency_s:
+                    await asyncio.sleep(self.latency_s)
                 if not await self._respond(self._next(), request, writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
