@@ -18,7 +18,7 @@ from tests.reliability.resources import resources
 from tests.reliability.viewers import Viewer
 from tests.scaled.conftest import wait_until
 
-CLIENTS = 250
+CLIENTS = 200
 ITEMS = 60
 
 

@@ -26,7 +26,7 @@ from tests.scaled.conftest import json_log_lines, wait_until
 BATCHES = 20
 VIEWERS = 5
 DROPPING_VIEWERS = 2  # of the 5: each of their connections ends after a random number of events
-ITEMS = 25
+ITEMS = 20
 FAILURE_RATE = 0.2
 FAILURES = ("500", "503", "429", "reset", "reset-body", "timeout:2", "malformed", "schema", "duplicate")
 MAX_ATTEMPTS = 3
