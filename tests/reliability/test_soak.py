@@ -29,6 +29,12 @@ DROPPING_VIEWERS = 2  # of the 5: each of their connections ends after a random 
 ITEMS = 20
 FAILURE_RATE = 0.2
 FAILURES = ("500", "503", "429", "reset", "reset-body", "timeout:2", "malformed", "schema", "duplicate")
+KINDS = {  # the `errorKind` each failure of the provider becomes
+    "provider_error": ("500", "503", "reset", "reset-body"),
+    "rate_limited": ("429",),
+    "timeout": ("timeout:2",),
+    "validation": ("malformed", "schema", "duplicate"),
+}
 MAX_ATTEMPTS = 3
 RSS_BOUND_MB = 30.0
 SEED = 20_261_125
@@ -69,7 +75,7 @@ async def test_twenty_batches_five_viewers_each_a_fifth_of_calls_failing_end_con
     settings = make_settings(
         provider="openai",
         openai_base_url=fake_llm.base_url,
-        openai_timeout_s=0.5,
+        openai_timeout_s=1.0,
         max_attempts=MAX_ATTEMPTS,
         batch_concurrency=2,
         max_concurrency=16,
@@ -102,10 +108,12 @@ async def test_twenty_batches_five_viewers_each_a_fifth_of_calls_failing_end_con
     calls = fake_llm.request_count - calls_before
     attempts = failed_attempts = completed = failed = drops = 0
     statuses: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     for (batch_id, viewers), detail in zip(watched, details, strict=True):
         batch = await assert_consistent(db, batch_id)
         ledger = await assert_attempts_accounted(db, batch_id, max_attempts=MAX_ATTEMPTS)
         log = await event_log(db, batch_id)
+        kinds.update(p["errorKind"] for _, name, p in log if name == "item.failed")
         for viewer in viewers:
             assert viewer.unexpected == {}, viewer.statuses
             assert viewer.logged == log, f"a viewer of batch {batch_id} missed or repeated an event"
@@ -121,9 +129,14 @@ async def test_twenty_batches_five_viewers_each_a_fifth_of_calls_failing_end_con
         attempts += ledger.started
         failed_attempts += ledger.retried + ledger.failed_for_good
         completed, failed = completed + batch.completed_items, failed + batch.failed_items
-    # One request per attempt, and every failure the provider served is one failed attempt in the logs.
+    # One request per attempt, and every failure the provider served is one failed attempt of its kind in the
+    # logs. A loaded machine may let a good answer time out as well, never the other way round.
     assert calls == attempts
-    assert failed_attempts == calls - injected["ok"]
+    served = Counter({kind: sum(injected[b] for b in behaviours) for kind, behaviours in KINDS.items()})
+    assert kinds.keys() <= served.keys(), kinds
+    assert {k: kinds[k] for k in served if k != "timeout"} == {k: served[k] for k in served if k != "timeout"}
+    assert kinds["timeout"] >= served["timeout"]
+    assert sum(kinds.values()) == failed_attempts
     assert 0.1 < failed_attempts / calls < 0.3
     # Nothing grew: every stream and subscription given back, no task, descriptor or memory kept.
     assert (after.streams, after.subscribers) == (0, 0)
@@ -134,7 +147,8 @@ async def test_twenty_batches_five_viewers_each_a_fifth_of_calls_failing_end_con
     assert [e for e in entries if e["level"] in ("error", "critical") or "exception" in e] == []
     print(
         f"\nsoak: {BATCHES} batches x {ITEMS} items, {BATCHES * VIEWERS} viewers ({drops} drops resumed) in "
-        f"{soaked_s:.1f}s; {calls} provider calls, {failed_attempts} failed ({_kinds(injected)}); "
+        f"{soaked_s:.1f}s; {calls} provider calls, {failed_attempts} failed ({_kinds(injected)}; by kind "
+        f"{dict(kinds)}); "
         f"{completed} items completed, {failed} failed for good; batches {dict(statuses)}; "
         f"server before: {before}; after: {after}"
     )
