@@ -7,14 +7,15 @@ the shared PostgreSQL (`cluster`, `private_redis`, `pg_proxy`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from livebatch.config import Settings
 from tests.batches.conftest import open_runtime as open_runtime
 from tests.cli.conftest import env_for as env_for
 from tests.cli.conftest import run_cli as run_cli
-from tests.conftest import Backend
+from tests.conftest import Backend, LiveFactory, LiveProcess
 from tests.fakes.llm_server import FakeLLM
 from tests.scaled.conftest import cluster as cluster
 from tests.scaled.conftest import pg_proxy as pg_proxy
@@ -39,3 +40,18 @@ def scaled_only(backend: Backend) -> None:
 def embedded_only(backend: Backend) -> None:
     if backend.scaled:
         pytest.skip("a fault of the embedded deployment (SQLite, one process): runs without --backend")
+
+
+Serve = Callable[..., LiveProcess]
+
+
+@pytest.fixture
+def serve(live_process: LiveFactory, backend: Backend) -> Serve:
+    """`serve(settings, port=0)`: `livebatch serve` doing its own work (also scaled out) on that port, or on
+    one the system picks; a restart passes the port of the server it replaces, where its clients return."""
+
+    def start(settings: Settings, port: int = 0) -> LiveProcess:
+        worker = ["--worker"] if backend.scaled else []
+        return live_process(settings, "serve", "--host", "127.0.0.1", "--port", str(port), *worker, port=port)
+
+    return start

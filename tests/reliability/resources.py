@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.scaled.conftest import sample, scrape
+from tests.scaled.conftest import sample, scrape, wait_until
 
 
 @dataclass(frozen=True)
@@ -32,3 +32,14 @@ async def resources(base_url: str) -> Resources:
         streams=int(sample(samples, "livebatch_open_streams")),
         rss_mb=sample(samples, "process_resident_memory_bytes") / 2**20,
     )
+
+
+async def settled(base_url: str) -> Resources:
+    """The server's resources once its last stream is gone (a disconnect is noticed within milliseconds)."""
+
+    async def idle() -> bool:
+        now = await resources(base_url)
+        return now.streams == 0 and now.subscribers == 0
+
+    await wait_until(idle, timeout=30, what="every stream to be released")
+    return await resources(base_url)

@@ -13,7 +13,8 @@ import httpx
 
 from livebatch.db import Database
 from tests.checks import assert_consistent, event_log
-from tests.conftest import Backend, LiveFactory, Person, SettingsFactory, batch_body
+from tests.conftest import Person, SettingsFactory, batch_body
+from tests.reliability.conftest import Serve
 from tests.reliability.resources import resources
 from tests.reliability.viewers import Viewer
 from tests.scaled.conftest import wait_until
@@ -23,7 +24,7 @@ ITEMS = 60
 
 
 async def test_hundreds_of_clients_reconnecting_at_once_after_a_restart_all_resume_with_no_gap(
-    make_settings: SettingsFactory, live_process: LiveFactory, backend: Backend, people: dict[str, Person], db: Database
+    make_settings: SettingsFactory, serve: Serve, people: dict[str, Person], db: Database
 ) -> None:
     settings = make_settings(
         offline_latency_ms=40,
@@ -32,8 +33,7 @@ async def test_hundreds_of_clients_reconnecting_at_once_after_a_restart_all_resu
         max_streams_per_user=CLIENTS + 10,
         heartbeat_s=5.0,
     )
-    worker = ["--worker"] if backend.scaled else []
-    first = live_process(settings, "serve", "--host", "127.0.0.1", "--port", "0", *worker, port=0)
+    first = serve(settings)
     faculty = people["faculty"]
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=CLIENTS)
     timeout = httpx.Timeout(30, read=None)
@@ -53,9 +53,7 @@ async def test_hundreds_of_clients_reconnecting_at_once_after_a_restart_all_resu
             first.process.send_signal(signal.SIGKILL)
             assert await asyncio.to_thread(first.process.wait, 10) == -signal.SIGKILL
             killed = time.monotonic()
-            second = live_process(
-                settings, "serve", "--host", "127.0.0.1", "--port", str(first.port), *worker, port=first.port
-            )
+            second = serve(settings, port=first.port)
             up = time.monotonic()
             await wait_until(
                 lambda: _all(viewers, lambda v: bool(v.connected_at) and v.connected_at[-1] > killed),

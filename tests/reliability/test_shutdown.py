@@ -13,18 +13,18 @@ import httpx
 
 from livebatch.db import Database
 from tests.checks import assert_consistent, event_log, load_batch
-from tests.conftest import Backend, LiveFactory, Person, SettingsFactory, batch_body
+from tests.conftest import Person, SettingsFactory, batch_body
+from tests.reliability.conftest import Serve
 from tests.scaled.conftest import assert_received_exactly_the_log, following, json_log_lines
 
 ITEMS = 40
 
 
 async def test_sigterm_mid_batch_then_restart_finishes_the_batch_with_no_attempt_lost(
-    make_settings: SettingsFactory, live_process: LiveFactory, backend: Backend, people: dict[str, Person], db: Database
+    make_settings: SettingsFactory, serve: Serve, people: dict[str, Person], db: Database
 ) -> None:
     settings = make_settings(offline_latency_ms=150, batch_concurrency=4, shutdown_grace_s=1.0, log_format="json")
-    worker = ["--worker"] if backend.scaled else []
-    first = live_process(settings, "serve", "--host", "127.0.0.1", "--port", "0", *worker, port=0)
+    first = serve(settings)
     faculty = people["faculty"]
     async with httpx.AsyncClient(base_url=first.base_url, headers=faculty.headers) as http:
         response = await http.post("/api/v1/generation/batch", json=batch_body(ITEMS))
@@ -41,7 +41,7 @@ async def test_sigterm_mid_batch_then_restart_finishes_the_batch_with_no_attempt
         stopped = await load_batch(db, batch_id)
         # Same port: the client reconnects to the address it knows, as a browser would.
         restarted = time.monotonic()
-        live_process(settings, "serve", "--host", "127.0.0.1", "--port", str(first.port), *worker, port=first.port)
+        serve(settings, port=first.port)
         async with asyncio.timeout(90):
             await follower.complete.wait()
         finished_in = time.monotonic() - restarted

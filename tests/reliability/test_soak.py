@@ -17,11 +17,12 @@ import httpx
 from livebatch.db import Database
 from tests.batches.ledger import assert_attempts_accounted
 from tests.checks import assert_consistent, event_log
-from tests.conftest import Backend, LiveFactory, LiveProcess, Person, SettingsFactory, batch_body
+from tests.conftest import Person, SettingsFactory, batch_body
 from tests.fakes.llm_server import FakeLLM
-from tests.reliability.resources import Resources, resources
+from tests.reliability.conftest import Serve
+from tests.reliability.resources import settled
 from tests.reliability.viewers import Viewer
-from tests.scaled.conftest import json_log_lines, wait_until
+from tests.scaled.conftest import json_log_lines
 
 BATCHES = 20
 VIEWERS = 5
@@ -55,19 +56,9 @@ async def _watch_batches(http: httpx.AsyncClient, count: int, items: int, seed: 
     return watched
 
 
-async def _settled(server: LiveProcess) -> Resources:
-    async def idle() -> bool:
-        now = await resources(server.base_url)
-        return now.streams == 0 and now.subscribers == 0
-
-    await wait_until(idle, timeout=30, what="every stream to be released")
-    return await resources(server.base_url)
-
-
 async def test_twenty_batches_five_viewers_each_a_fifth_of_calls_failing_end_consistent_with_no_growth(
     make_settings: SettingsFactory,
-    live_process: LiveFactory,
-    backend: Backend,
+    serve: Serve,
     people: dict[str, Person],
     db: Database,
     fake_llm: FakeLLM,
@@ -84,8 +75,7 @@ async def test_twenty_batches_five_viewers_each_a_fifth_of_calls_failing_end_con
         heartbeat_s=2.0,
         log_format="json",
     )
-    worker = ["--worker"] if backend.scaled else []
-    server = live_process(settings, "serve", "--host", "127.0.0.1", "--port", "0", *worker, port=0)
+    server = serve(settings)
     fake_llm.fail_randomly(FAILURE_RATE, FAILURES, seed=SEED)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=BATCHES * VIEWERS)
     timeout = httpx.Timeout(30, read=None)
@@ -95,12 +85,12 @@ async def test_twenty_batches_five_viewers_each_a_fifth_of_calls_failing_end_con
     ) as http:
         # Warm-up at full concurrency: the connection pools (database, provider) and caches reach their size.
         await _watch_batches(http, BATCHES // 2, 4, seed=SEED - 1000)
-        before = await _settled(server)
+        before = await settled(server.base_url)
         calls_before, injected_before = fake_llm.request_count, Counter(fake_llm.injected)
         started = time.monotonic()
         watched = await _watch_batches(http, BATCHES, ITEMS, seed=SEED)
         soaked_s = time.monotonic() - started
-        after = await _settled(server)
+        after = await settled(server.base_url)
         details = [(await http.get(f"/api/v1/generation/batch/{batch_id}")).json() for batch_id, _ in watched]
 
     injected = Counter(fake_llm.injected)

@@ -13,8 +13,9 @@ import time
 
 import httpx
 
-from tests.conftest import Backend, LiveFactory, LiveProcess, Person, SettingsFactory, batch_body
-from tests.reliability.resources import Resources, resources
+from tests.conftest import LiveProcess, Person, SettingsFactory, batch_body
+from tests.reliability.conftest import Serve
+from tests.reliability.resources import settled
 from tests.scaled.conftest import wait_until
 from tests.stream.support import progress_url
 
@@ -63,11 +64,10 @@ async def _churn(server: LiveProcess, person: Person, batch_id: str, count: int)
 
 
 async def test_a_thousand_dropped_streams_leak_no_fd_task_subscription_or_memory(
-    make_settings: SettingsFactory, live_process: LiveFactory, backend: Backend, people: dict[str, Person]
+    make_settings: SettingsFactory, serve: Serve, people: dict[str, Person]
 ) -> None:
     settings = make_settings(max_streams_per_user=AT_ONCE * 2, heartbeat_s=5.0, batch_concurrency=8)
-    worker = ["--worker"] if backend.scaled else []
-    server = live_process(settings, "serve", "--host", "127.0.0.1", "--port", "0", *worker, port=0)
+    server = serve(settings)
     faculty = people["faculty"]
     limits = httpx.Limits(max_connections=AT_ONCE * 2, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=server.base_url, headers=faculty.headers, limits=limits, timeout=30) as http:
@@ -77,11 +77,11 @@ async def test_a_thousand_dropped_streams_leak_no_fd_task_subscription_or_memory
         assert (await http.post(f"/api/v1/generation/batch/{batch['id']}/pause")).status_code == 200
 
         await _churn(server, faculty, batch["id"], WARM_UP)  # pools and caches reach their size
-        before = await _settled(server)
+        before = await settled(server.base_url)
         started = time.monotonic()
         await _churn(server, faculty, batch["id"], STREAMS)
         churned_in = time.monotonic() - started
-        after = await _settled(server)
+        after = await settled(server.base_url)
         assert (await http.get(f"/api/v1/generation/batch/{batch['id']}")).status_code == 200  # still serving
         await http.post(f"/api/v1/generation/batch/{batch['id']}/cancel")
 
@@ -97,14 +97,3 @@ async def _wait_for_completed(http: httpx.AsyncClient, batch_id: str, completed:
         return int((await http.get(f"/api/v1/generation/batch/{batch_id}")).json()["completed_items"]) >= completed
 
     await wait_until(enough, timeout=60, what=f"{completed} items completed")
-
-
-async def _settled(server: LiveProcess) -> Resources:
-    """The server's resources once the last dropped stream is gone (a disconnect is noticed in ms)."""
-
-    async def idle() -> bool:
-        now = await resources(server.base_url)
-        return now.streams == 0 and now.subscribers == 0
-
-    await wait_until(idle, timeout=30, what="every stream to be released")
-    return await resources(server.base_url)
