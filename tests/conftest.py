@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -311,11 +312,19 @@ class LiveProcess:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until /healthz answers. Port 0 lets the server bind any free port, read back from its log: a
+        port picked here and bound there could be taken in between on this busy machine."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            if self.port == 0:
+                bound = _BOUND.search(self.log_path.read_text(errors="replace"))
+                if bound is None:
+                    time.sleep(0.05)
+                    continue
+                self.port = int(bound.group(1))
             try:
                 if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
                     return
@@ -344,6 +353,7 @@ class LiveProcess:
         return self.log_path.read_text(errors="replace")[-6000:]
 
 
+_BOUND = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 LiveFactory = Callable[..., LiveProcess]
 
 
@@ -365,8 +375,7 @@ def live_process(tmp_path: Path) -> Iterator[LiveFactory]:
 @pytest.fixture
 def live_server(settings: Settings, live_process: LiveFactory, backend: Backend) -> LiveProcess:
     """`livebatch serve` on a free loopback port, doing its own item work (also when scaled out)."""
-    port = free_port()
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    args = ["serve", "--host", "127.0.0.1", "--port", "0"]
     if backend.scaled:
         args.append("--worker")
-    return live_process(settings, *args, port=port)
+    return live_process(settings, *args, port=0)

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livebatch import __version__
 from livebatch.batches import api as batches_api
+from livebatch.batches import stream
 from livebatch.config import Settings
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
 from livebatch.runtime import Runtime
@@ -58,6 +59,13 @@ def create_app(
         try:
             yield
         finally:
+            if rt.worker:
+                # Stopped on purpose (SIGTERM, Ctrl+C): like `livebatch worker`, let the attempts in flight
+                # finish and hand back what was received but not started, so that a restart neither waits
+                # for leases to expire nor counts those attempts as failed.
+                logger.info("stopping: finishing the attempts in flight")
+                if not await rt.drain(rt.generation_deadline_s + 5):
+                    logger.warning("attempts still running at exit; their items are retried once their lease expires")
             await rt.aclose()
 
     app = FastAPI(
@@ -68,6 +76,7 @@ def create_app(
     )
     if runtime is not None:
         app.state.runtime = runtime  # also without a lifespan run (httpx's ASGITransport runs none)
+    logging.getLogger("uvicorn.error").addFilter(stream.QUIET_CUT_OFFS)  # added once, however many apps
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
@@ -173,7 +182,8 @@ def describe_validation(errors: Any) -> str:
 
 
 class BodySizeLimit:
-    """Refuses bodies over `max_bytes` (413), by Content-Length or while a chunked body streams in."""
+    """Refuses bodies over `max_bytes` (413): by Content-Length, or, for a chunked body, once as much has
+    been read (the body is read here, up to the limit, and handed on to the app whole)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -183,22 +193,40 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    too_large = PayloadTooLarge(f"The request body is over {self.max_bytes} bytes.")
-                    response = JSONResponse(error_body(too_large.code, too_large.message), status_code=413)
-                    await response(scope, receive, send)
+        headers = dict(scope.get("headers", ()))
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            # Read here rather than raise from the app's receive: FastAPI turns any error while it reads a
+            # body into a 400 "There was an error parsing the body", which would hide the 413.
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client left before sending its body
+                body += message.get("body", b"")
+                if len(body) > self.max_bytes:
+                    await self._refuse(scope, receive, send)
                     return
-        received = 0
+                if not message.get("more_body", False):
+                    break
+            receive = _replay(bytes(body), receive)
+        await self.app(scope, receive, send)
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise PayloadTooLarge(f"The request body is over {self.max_bytes} bytes.")
-            return message
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        too_large = PayloadTooLarge(f"The request body is over {self.max_bytes} bytes.")
+        response = JSONResponse(error_body(too_large.code, too_large.message), status_code=413)
+        await response(scope, receive, send)
 
-        await self.app(scope, limited_receive, send)
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the body read already, then whatever the connection says next (a disconnect)."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed

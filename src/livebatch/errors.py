@@ -15,6 +15,10 @@ code (`TOO_MANY_STREAMS`) so that clients can tell limits apart.
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
+
 
 class LivebatchError(Exception):
     status_code: int = 500
@@ -55,3 +59,31 @@ class TooManyRequests(LivebatchError):
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error answer, for the OpenAPI schema."""
+
+    error: ErrorDetail
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The body could not be read as JSON: not UTF-8, nested too deeply, or a number too long",
+    401: "Missing, malformed, expired or wrongly signed token, or its user no longer exists",
+    403: "Not faculty, not the batch's owner, or a cross-site request signed in by cookie",
+    404: "No such batch (also for an id that is not well-formed)",
+    409: "The batch is not in a state that allows this (code INVALID_STATE)",
+    413: "The request body is over the size limit",
+    422: "The request is not valid: the message names the field and the rule",
+    429: "A per-user limit is reached (TOO_MANY_BATCHES, TOO_MANY_STREAMS)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the `ErrorBody` schema."""
+    return {status: {"description": ERROR_DESCRIPTIONS[status], "model": ErrorBody} for status in statuses}

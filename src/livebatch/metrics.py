@@ -5,13 +5,26 @@ did: an API instance serves them at `/metrics`, a worker on `livebatch worker --
 over instances. Cluster figures (items by status, batches, queue depth) come from the database at scrape
 time, summed from the batches' counters (no scan of the items): every API instance reports the same
 values whichever process did the work, so aggregate them with `max`, not `sum`.
+
+The standard `process_*` figures (open file descriptors, resident memory, CPU) and the count of asyncio
+tasks come with each process's own: a leak of connections, streams or tasks shows as a line that only
+grows.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,6 +65,10 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
             registry=self.registry,
         )
+        self.asyncio_tasks = Gauge(
+            "livebatch_asyncio_tasks", "Asyncio tasks alive in this process's event loop.", registry=self.registry
+        )
+        ProcessCollector(registry=self.registry)
         self.items = Gauge("livebatch_items", "Items of all batches, by status.", ["status"], registry=self.cluster)
         self.batches = Gauge("livebatch_batches", "Batches, by status.", ["status"], registry=self.cluster)
         self.queue_depth = Gauge(
@@ -60,6 +77,10 @@ class Metrics:
             registry=self.cluster,
         )
         self._server: Any = None
+
+    def watch_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Counts the tasks of `loop` at each scrape (a worker's scrapes come from another thread)."""
+        self.asyncio_tasks.set_function(lambda: len(asyncio.all_tasks(loop)))
 
     def serve_process_metrics(self, port: int, host: str = "127.0.0.1") -> int:
         """Serves this process's figures over HTTP from a thread (a worker has no web app); returns the

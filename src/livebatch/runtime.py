@@ -101,6 +101,7 @@ class Runtime:
         self._stuck: set[asyncio.Task[Any]] = set()  # background tasks that did not stop when cancelled
 
     async def start(self) -> None:
+        self.metrics.watch_loop(asyncio.get_running_loop())
         await self.bus.start()
         self.broker.state.runtime = self
         self.broker.is_worker_process = self.worker

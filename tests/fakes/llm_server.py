@@ -11,22 +11,28 @@ Behaviours, taken from the script in order (then `default`):
     401, 403, 404  wrong key, forbidden, unknown model
     timeout[:S]    answer only after S seconds (default 30)
     reset          send half the response headers, then reset the connection
+    reset-body     send the headers and half the body of a good answer, then reset the connection
     malformed      200 with content that is not JSON
     schema         200 with JSON that does not match the schema
     duplicate      200 with a well-formed item whose options B and D are identical
-    refusal        200 with a refusal instead of content
+    refusal[:T]    200 with a refusal (its text T, when given) instead of content
+
+`fail_randomly(rate, behaviours)` makes that share of the requests not scripted otherwise fail, each with
+one of `behaviours` at random (seeded); `injected` counts what was served, by behaviour. `item` is the
+item a good answer carries (its difficulty set from the request); `latency_s` delays every answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import socket
 import struct
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 OPTIONS: list[dict[str, str]] = [
@@ -51,6 +57,11 @@ class FakeLLM:
         self.default = default
         self.script: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.item: dict[str, Any] = dict(ITEM)
+        self.latency_s = 0.0  # before every answer, whatever the behaviour
+        self.injected: Counter[str] = Counter()
+        self._chaos: tuple[float, tuple[str, ...]] | None = None
+        self._rng = random.Random(0)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -104,9 +115,21 @@ class FakeLLM:
         with self._lock:
             return len(self.requests)
 
+    def fail_randomly(self, rate: float, behaviours: tuple[str, ...], *, seed: int = 0) -> None:
+        with self._lock:
+            self._chaos = (rate, behaviours)
+            self._rng = random.Random(seed)
+
     def _next(self) -> str:
         with self._lock:
-            return self.script.popleft() if self.script else self.default
+            if self.script:
+                behaviour = self.script.popleft()
+            elif self._chaos is not None and self._rng.random() < self._chaos[0]:
+                behaviour = self._rng.choice(self._chaos[1])
+            else:
+                behaviour = self.default
+            self.injected[behaviour] += 1
+            return behaviour
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -121,6 +144,8 @@ class FakeLLM:
                 request = json.loads(body) if body else {}
                 with self._lock:
                     self.requests.append({"path": lines[0].split(" ")[1], "headers": headers, "body": request})
+                if self.latency_s:
+                    await asyncio.sleep(self.latency_s)
                 if not await self._respond(self._next(), request, writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -134,11 +159,12 @@ class FakeLLM:
         """Writes one response; False when the connection is gone afterwards."""
         name, _, arg = behaviour.partition(":")
         if name == "reset":
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/js")
-            await writer.drain()
-            sock: socket.socket = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            await self._reset(writer, b"HTTP/1.1 200 OK\r\nContent-Type: application/js")
+            return False
+        if name == "reset-body":
+            payload = json.dumps(self._completion("ok", request)).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+            await self._reset(writer, head.encode() + payload[: len(payload) // 2])
             return False
         if name == "timeout":
             try:
@@ -154,14 +180,24 @@ class FakeLLM:
             extra = {"retry-after": arg} if arg else {}
             self._write(writer, 429, {"error": {"message": "slow down", "type": "rate_limit"}}, extra)
         else:
-            self._write(writer, 200, self._completion(name, request))
+            self._write(writer, 200, self._completion(behaviour, request))
         await writer.drain()
         return True
 
-    def _completion(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    async def _reset(writer: asyncio.StreamWriter, sent: bytes) -> None:
+        """Sends `sent`, then resets the connection (RST, not a clean close)."""
+        writer.write(sent)
+        await writer.drain()
+        sock: socket.socket = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    def _completion(self, behaviour: str, request: dict[str, Any]) -> dict[str, Any]:
+        name, _, arg = behaviour.partition(":")
         prompt = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
         match = re.search(r"Difficulty: (\w+)", prompt)
-        item = dict(ITEM, difficulty=match.group(1) if match else "medium")
+        item = dict(self.item, difficulty=match.group(1) if match else "medium")
         refusal = None
         if name == "malformed":
             content: str | None = "Sure! Here is your question: {stem: oops"
@@ -172,7 +208,7 @@ class FakeLLM:
             options[3]["text"] = options[1]["text"]
             content = json.dumps(dict(item, options=options))
         elif name == "refusal":
-            content, refusal = None, "I can't help with that."
+            content, refusal = None, arg or "I can't help with that."
         else:
             content = json.dumps(item)
         return {

@@ -4,7 +4,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.batches.conftest import open_runtime as open_runtime  # the pipeline tests' runtime factory
 from tests.fakes.llm_server import FakeLLM
 
 

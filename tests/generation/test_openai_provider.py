@@ -63,6 +63,7 @@ async def test_a_good_item_comes_back_parsed_from_one_structured_output_request(
         ("503", "provider_error", "Provider error: HTTP 503", None),
         ("timeout:3", "timeout", "LLM provider timeout after 0.5s", None),
         ("reset", "provider_error", "Could not reach the provider", None),
+        ("reset-body", "provider_error", "Could not reach the provider", None),
         ("malformed", "validation", "Validation failed: output does not match the schema", None),
         ("schema", "validation", "Validation failed: output does not match the schema", None),
         ("refusal", "validation", "Validation failed: the model refused (I can't help with that.)", None),

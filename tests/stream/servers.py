@@ -28,7 +28,6 @@ from tests.conftest import (
     Person,
     _admin,
     _with_database,
-    free_port,
     make_person,
     seed_courses,
     settings_env,
@@ -130,11 +129,10 @@ def serve(backend: Backend, directory: Path, **overrides: Any) -> Iterator[Serve
             **(FAST | overrides),
         )
         people = asyncio.run(_people(settings))
-        port = free_port()
-        args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        args = ["serve", "--host", "127.0.0.1", "--port", "0"]  # the port is read from its log
         if backend.scaled:
             args.append("--worker")
-        process = LiveProcess(args, settings_env(settings), directory / "serve.log", port=port)
+        process = LiveProcess(args, settings_env(settings), directory / "serve.log", port=0)
         try:
             yield Served(process.start(), settings, people)
         finally:

@@ -122,3 +122,7 @@ async def test_a_stream_that_never_reads_is_cut_off_and_delays_no_one(
         resumed = await read_stream(http, batch["id"], header_id=last_id)
         assert logged(before_cut) + resumed.logged == log
         assert await metric(http, "livebatch_open_streams") == 0
+    # A cut-off is counted and logged as one (INFO), not as an error an operator would be paged for.
+    server_log = server.process.log_path.read_text()
+    assert "stream cut off: its client fell behind (buffer_full)" in server_log
+    assert " ERROR " not in server_log and "Traceback" not in server_log, server_log[-3000:]

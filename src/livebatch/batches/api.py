@@ -7,7 +7,7 @@ import binascii
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -17,6 +17,17 @@ from starlette.responses import Response
 
 from livebatch.auth import FacultyUser
 from livebatch.batches import repository, service, stream
+from livebatch.batches.events import (
+    BatchComplete,
+    BatchPaused,
+    BatchProgressSnapshot,
+    BatchResumed,
+    BatchRetried,
+    Heartbeat,
+    ItemCompleted,
+    ItemFailed,
+    ItemStarted,
+)
 from livebatch.batches.models import Batch
 from livebatch.batches.schemas import (
     BatchCreate,
@@ -29,25 +40,41 @@ from livebatch.batches.schemas import (
 )
 from livebatch.courses.models import Course
 from livebatch.db import ReadSessionDep, SessionDep
-from livebatch.errors import BadRequest, error_body
+from livebatch.errors import BadRequest, error_responses
 from livebatch.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/generation", tags=["generation"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {
-        "description": "Missing, malformed, expired or wrongly signed token",
-        "content": {"application/json": {"example": error_body("UNAUTHORIZED", "Sign in first.")}},
+# The errors each kind of endpoint may answer, documented with their shape (every answer of the API is in
+# its OpenAPI schema: tests/security/test_schema.py checks them all).
+READ = error_responses(401, 403, 404, 422)
+CONTROL = error_responses(401, 403, 404, 409, 422)
+STREAMED = (
+    BatchProgressSnapshot,
+    ItemStarted,
+    ItemCompleted,
+    ItemFailed,
+    BatchComplete,
+    BatchPaused,
+    BatchResumed,
+    BatchRetried,
+    Heartbeat,
+)
+# One event of the stream, as schemathesis and the OpenAPI 3.2 `itemSchema` read it; the payloads of `data`
+# are the brief's interfaces (batches/events.py).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"enum": [event.name for event in STREAMED]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "pattern": r"^[0-9]+$"},
+        "retry": {"type": "integer"},
     },
-    403: {
-        "description": "Not faculty, or not the batch's owner",
-        "content": {"application/json": {"example": error_body("FORBIDDEN", "This batch belongs to someone else.")}},
-    },
-    404: {
-        "description": "No such batch",
-        "content": {"application/json": {"example": error_body("NOT_FOUND", "Batch 0 does not exist.")}},
-    },
+    "required": ["event", "data"],
 }
+# The id of an event of this batch (checked by `stream.parse_last_event_id`, with a clearer message than a
+# pattern's; an id beyond the batch's log is a 422 too).
+EVENT_ID = {"pattern": r"^[0-9]{0,18}$", "description": "The sequence number of the last event received (empty: none)"}
 
 
 def _runtime(request: Request) -> Runtime:
@@ -63,7 +90,9 @@ async def _read(session: AsyncSession, batch: Batch) -> BatchRead:
     return BatchRead.of(batch, course, service.snapshot_of(batch))
 
 
-@router.post("/batch", status_code=201, response_model=BatchRead, responses=ERRORS)
+@router.post(
+    "/batch", status_code=201, response_model=BatchRead, responses=error_responses(400, 401, 403, 413, 422, 429)
+)
 async def create_batch(spec: BatchCreate, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
     batch = await service.create_batch(session, spec, owner=user, limits=rt.limits, now=rt.now())
     read = await _read(session, batch)
@@ -71,7 +100,7 @@ async def create_batch(spec: BatchCreate, session: SessionDep, user: FacultyUser
     return read
 
 
-@router.get("/batches", response_model=BatchPage, responses=ERRORS)
+@router.get("/batches", response_model=BatchPage, responses=error_responses(401, 403, 422))
 async def list_batches(
     session: ReadSessionDep,
     user: FacultyUser,
@@ -84,7 +113,7 @@ async def list_batches(
     return BatchPage(batches=page, next_cursor=_encode_cursor(batches[limit - 1]) if more else None)
 
 
-@router.get("/batch/{batch_id}", response_model=BatchDetail, responses=ERRORS)
+@router.get("/batch/{batch_id}", response_model=BatchDetail, responses=READ)
 async def read_batch(
     batch_id: str,
     session: ReadSessionDep,
@@ -103,23 +132,23 @@ async def read_batch(
 @router.get(
     "/batch/{batch_id}/progress",
     responses={
-        **ERRORS,
-        200: {"content": {"text/event-stream": {}}, "description": "The batch's events"},
+        **READ,
+        **error_responses(429),
+        200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "The batch's events"},
         204: {"description": "The batch is over and its last event was seen"},
-        422: {"description": "Bad Last-Event-ID"},
     },
 )
 async def stream_progress(
     batch_id: str,
     user: FacultyUser,
     rt: RuntimeDep,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", json_schema_extra=EVENT_ID)] = None,
+    last_event_id: Annotated[str | None, Query(alias="lastEventId", json_schema_extra=EVENT_ID)] = None,
 ) -> Response:
     return await stream.open_stream(rt, batch_id, user, header_id=last_event_id_header, query_id=last_event_id)
 
 
-@router.post("/batch/{batch_id}/pause", response_model=BatchRead, responses=ERRORS)
+@router.post("/batch/{batch_id}/pause", response_model=BatchRead, responses=CONTROL)
 async def pause_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
     batch = await service.pause_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
     read = await _read(session, batch)
@@ -127,7 +156,7 @@ async def pause_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt:
     return read
 
 
-@router.post("/batch/{batch_id}/resume", response_model=BatchRead, responses=ERRORS)
+@router.post("/batch/{batch_id}/resume", response_model=BatchRead, responses=CONTROL)
 async def resume_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
     batch = await service.resume_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
     read = await _read(session, batch)
@@ -135,7 +164,7 @@ async def resume_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt
     return read
 
 
-@router.post("/batch/{batch_id}/cancel", response_model=BatchRead, responses=ERRORS)
+@router.post("/batch/{batch_id}/cancel", response_model=BatchRead, responses=CONTROL)
 async def cancel_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
     batch = await service.cancel_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
     read = await _read(session, batch)
@@ -143,7 +172,7 @@ async def cancel_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt
     return read
 
 
-@router.post("/batch/{batch_id}/retry-failed", response_model=BatchRead, responses=ERRORS)
+@router.post("/batch/{batch_id}/retry-failed", response_model=BatchRead, responses=CONTROL | error_responses(429))
 async def retry_failed(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
     batch = await service.retry_failed(
         session, service.parse_batch_id(batch_id), user=user, limits=rt.limits, now=rt.now()
@@ -153,7 +182,7 @@ async def retry_failed(batch_id: str, session: SessionDep, user: FacultyUser, rt
     return read
 
 
-@router.get("/batch/{batch_id}/items", response_model=GeneratedItemPage, responses=ERRORS)
+@router.get("/batch/{batch_id}/items", response_model=GeneratedItemPage, responses=READ)
 async def list_generated_items(
     batch_id: str,
     session: ReadSessionDep,
@@ -170,8 +199,8 @@ async def list_generated_items(
 @router.get(
     "/batch/{batch_id}/items.jsonl",
     responses={
-        **ERRORS,
-        200: {"content": {"application/x-ndjson": {}}, "description": "One generated item per line"},
+        **READ,
+        200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}, "description": "One item a line"},
     },
 )
 async def export_generated_items(batch_id: str, session: ReadSessionDep, user: FacultyUser, rt: RuntimeDep) -> Response:

@@ -146,12 +146,20 @@ async def renew_leases(session: AsyncSession, attempts: Sequence[tuple[UUID, int
     """Extends the leases of these (item, attempt) claims, where that attempt still holds its item."""
     if not attempts:
         return 0
-    stmt = (
-        update(Item)
-        .where(tuple_(Item.id, Item.attempts).in_(attempts), Item.status == IN_PROGRESS)
-        .values(lease_expires_at=until)
-    )
-    return _rowcount(await session.execute(stmt))
+    ids = await _lock_free(session, tuple_(Item.id, Item.attempts).in_(attempts), Item.status == IN_PROGRESS)
+    if not ids:
+        return 0
+    return _rowcount(await session.execute(update(Item).where(Item.id.in_(ids)).values(lease_expires_at=until)))
+
+
+async def _lock_free(session: AsyncSession, *conditions: Any) -> list[UUID]:
+    """Locks the items that meet `conditions` and no other transaction holds, in id order, and returns their
+    ids. For the sweeper's statements over many items of many batches, taken without their batch's lock:
+    waiting for a row that a control (which holds its batch, then locks the batch's items in its own order)
+    holds could deadlock with it. A skipped row is seen again by the next pass. (SQLite: no row locks; its
+    writers already run one at a time.)"""
+    stmt = select(Item.id).where(*conditions).order_by(Item.id).with_for_update(skip_locked=True)
+    return list((await session.execute(stmt)).scalars())
 
 
 async def insert_generated(session: AsyncSession, generated: GeneratedItem) -> None:
@@ -205,7 +213,10 @@ async def redispatch(
     conditions = [Item.id.in_(item_ids), Item.status == PENDING, Item.dispatched_at.is_not(None)]
     if before is not None:
         conditions.append(Item.dispatched_at < before)
-    stmt = update(Item).where(*conditions).values(dispatched_at=now).returning(Item.id)
+    ids = await _lock_free(session, *conditions)
+    if not ids:
+        return []
+    stmt = update(Item).where(Item.id.in_(ids)).values(dispatched_at=now).returning(Item.id)
     return list((await session.execute(stmt)).scalars())
 
 

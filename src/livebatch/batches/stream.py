@@ -11,21 +11,25 @@ bus says it may have missed something (a hole in the seqs, or `RESYNC` after a l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from livebatch.batches import repository, service
 from livebatch.batches.events import BatchComplete, BatchProgressSnapshot, Heartbeat
+from livebatch.batches.models import Batch
 from livebatch.clock import iso, utcnow
 from livebatch.errors import BadRequest, TooManyRequests
 from livebatch.events import log
@@ -35,10 +39,12 @@ from livebatch.events.sse import frame
 from livebatch.runtime import Runtime
 from livebatch.users.models import User
 
+logger = logging.getLogger("livebatch.stream")
 RETRY_MS = 2000  # how long EventSource waits before reconnecting
 REPLAY_PAGE = 1000
 HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 PROGRESS, COMPLETE = BatchProgressSnapshot.name, BatchComplete.name
+_T = TypeVar("_T")
 
 
 class TooManyStreams(TooManyRequests):
@@ -46,9 +52,8 @@ class TooManyStreams(TooManyRequests):
 
 
 def parse_last_event_id(raw: str | None) -> int | None:
-    if raw is None or raw.strip() == "":
+    if not raw:
         return None
-    raw = raw.strip()
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise BadRequest(f"Last-Event-ID must be a non-negative whole number, not {raw[:40]!r}.")
     return int(raw)
@@ -194,12 +199,7 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
     """Everything in the log after the cursor, and the current snapshot into the cursor (dirty only if
     something was sent). Raises `_Ended` after sending `batch.complete`."""
     while True:
-        async with rt.db.read_session() as session:
-            # The batch row first, then its events up to the row's last seq: under READ COMMITTED each
-            # statement sees the latest commits, and events read first could be older than the row read
-            # after them. This way the snapshot describes exactly the events sent before it.
-            batch = await repository.get_batch(session, batch_id)
-            page = await log.events_after(session, batch_id, cursor.seq, limit=REPLAY_PAGE) if batch else []
+        batch, page = await _uncancelled(_read_log(rt, batch_id, cursor.seq))
         if batch is None:
             return
         events = [e for e in page if e.seq <= batch.last_seq]
@@ -216,6 +216,32 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
             return
 
 
+async def _read_log(rt: Runtime, batch_id: UUID, after: int) -> tuple[Batch | None, list[LoggedEvent]]:
+    async with rt.db.read_session() as session:
+        # The batch row first, then its events up to the row's last seq: under READ COMMITTED each
+        # statement sees the latest commits, and events read first could be older than the row read
+        # after them. This way the snapshot describes exactly the events sent before it.
+        batch = await repository.get_batch(session, batch_id)
+        page = await log.events_after(session, batch_id, after, limit=REPLAY_PAGE) if batch else []
+    return batch, page
+
+
+async def _uncancelled(read: Coroutine[Any, Any, _T]) -> _T:
+    """Runs a database read to its end even when the stream is cancelled meanwhile (its client left).
+
+    Cancelled halfway, a read makes SQLAlchemy terminate its aiosqlite connection, and the graceful close
+    it shields then waits forever on the stopped connection thread: one task left behind for every client
+    that left during a read (tests/reliability/test_stream_churn.py)."""
+    task = asyncio.ensure_future(read)
+    task.add_done_callback(_forget)
+    return await asyncio.shield(task)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a read that failed after its stream ended is nobody's to report
+
+
 def _progress(cursor: Cursor) -> bytes:
     cursor.dirty, cursor.sent_progress_at = False, time.monotonic()
     return frame(PROGRESS, cursor.state, event_id=cursor.seq)
@@ -226,6 +252,50 @@ def _final(cursor: Cursor, complete: LoggedEvent) -> list[bytes]:
     chunks = [_progress(cursor), complete.frame]
     cursor.seq = complete.seq
     return chunks
+
+
+# A cut-off stream whose client is not reading cannot end its response (the socket is full), and uvicorn
+# then logs "ASGI callable returned without completing response." at ERROR: expected here, and already
+# counted and logged as a cut-off. Set in the request's own task, where uvicorn logs it.
+_ENDED_EARLY: ContextVar[bool] = ContextVar("livebatch_stream_ended_early", default=False)
+_INCOMPLETE = "ASGI callable returned without completing response"
+END_TIMEOUT_S = 1.0
+
+
+class QuietCutOffs(logging.Filter):
+    """Drops uvicorn's error for a stream that was cut off on purpose; installed on `uvicorn.error`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_ENDED_EARLY.get() and record.getMessage().startswith(_INCOMPLETE))
+
+
+QUIET_CUT_OFFS = QuietCutOffs()
+
+
+class _Tracked:
+    """An ASGI `send` that remembers whether the response started and was completed."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = self.complete = False
+
+    async def send(self, message: Message) -> None:
+        await self._send(message)
+        if message["type"] == "http.response.start":
+            self.started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
+
+
+async def _end_cut_off(response: _Tracked, reason: str) -> None:
+    """Ends a cut-off stream's response cleanly when its socket still takes it (the client then reconnects
+    and resumes), or leaves the connection for uvicorn to close."""
+    logger.info("stream cut off: its client fell behind (%s)", reason, extra={"reason": reason})
+    if response.started and not response.complete:
+        with anyio.move_on_after(END_TIMEOUT_S):
+            await response.send({"type": "http.response.body", "body": b"", "more_body": False})
+    if not response.complete:
+        _ENDED_EARLY.set(True)
 
 
 class BatchStream(EventSourceResponse):
@@ -248,20 +318,26 @@ class BatchStream(EventSourceResponse):
         self._rt = rt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = _Tracked(send)
+        reason = None
         try:
             async with anyio.create_task_group() as watchers:
                 watchers.start_soon(self._cut_off_on_overflow, watchers.cancel_scope)
                 watchers.start_soon(self._stop_on_shutdown)
                 try:
-                    await super().__call__(scope, receive, send)
+                    await super().__call__(scope, receive, response.send)
                 except SendTimeoutError:
-                    self._rt.metrics.stream_cutoffs.labels("send_timeout").inc()
+                    reason = "send_timeout"
                 finally:
                     watchers.cancel_scope.cancel()
         finally:
             if self._subscription.cut_off.is_set():
-                self._rt.metrics.stream_cutoffs.labels("buffer_full").inc()
+                reason = "buffer_full"
+            if reason is not None:
+                self._rt.metrics.stream_cutoffs.labels(reason).inc()
             self._release()
+        if reason is not None:
+            await _end_cut_off(response, reason)
 
     async def _cut_off_on_overflow(self, scope: anyio.CancelScope) -> None:
         await self._subscription.cut_off.wait()

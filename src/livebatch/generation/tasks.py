@@ -42,6 +42,11 @@ async def generate_item(item_id: str, context: Annotated[Context, TaskiqDepends(
     try:
         with runtime.holding(UUID(item_id)):
             await work_on_item(runtime, UUID(item_id))
+    except asyncio.CancelledError:
+        if not runtime.closing:
+            raise
+        # Stopped by `Runtime.aclose`: the item's state is in the database (dispatched, or claimed under a
+        # lease) and is taken up again from there. Taskiq would log this cancel as an error, once per item.
     finally:
         runtime.work.discard(task)
 

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from livebatch.auth import COOKIE, CurrentIdentity, mint_token
 from livebatch.db import SessionDep
+from livebatch.errors import error_responses
 from livebatch.runtime import Runtime
 from livebatch.users import repository
 from livebatch.users.service import hash_link_secret
@@ -26,7 +27,7 @@ class Me(BaseModel):
     role: str
 
 
-@router.get("/api/v1/me", response_model=Me)
+@router.get("/api/v1/me", response_model=Me, responses=error_responses(401))
 async def read_me(identity: CurrentIdentity) -> Me:
     return Me(id=str(identity.user.id), email=identity.user.email, role=identity.role)
 

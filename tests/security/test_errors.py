@@ -6,8 +6,10 @@ in process too; what happens once a stream runs is tested against a live server 
 
 from __future__ import annotations
 
+import base64
+import json
 import warnings
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -15,16 +17,20 @@ import httpx
 import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
+from sqlalchemy import delete
 
-from livebatch.auth import mint_token
+from livebatch.auth import COOKIE, mint_token
 from livebatch.clock import utcnow
 from livebatch.config import Settings
+from livebatch.courses.service import put_course
 from livebatch.generation.offline import OfflineProvider
 from livebatch.runtime import Runtime
+from livebatch.users.models import User
 from tests.api.conftest import BATCH, create, finished
-from tests.checks import load_batch
-from tests.conftest import Person, SettingsFactory, batch_body
-from tests.stream.support import assert_error
+from tests.checks import event_log, load_batch, wait_for_status
+from tests.conftest import Person, SettingsFactory, batch_body, make_person
+from tests.security.support import row_counts
+from tests.stream.support import assert_error, logged, parse_sse
 
 # (method, path under /api/v1/generation/batch/{id}) of every endpoint about one batch.
 BATCH_ENDPOINTS = [
@@ -50,11 +56,22 @@ async def _call(
     return await client.request(method, path, headers=headers or {})
 
 
-def _hs512(claims: dict[str, Any], secret: str) -> str:
-    """Our secret, another algorithm (PyJWT rightly warns that the test secret is short for SHA-512)."""
+def _hmac(claims: dict[str, Any], secret: str, algorithm: str) -> str:
+    """Our secret, another algorithm (PyJWT rightly warns that the test secret is short for SHA-384/512)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureKeyLengthWarning)
-        return jwt.encode(claims, secret, algorithm="HS512")
+        return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def _unsigned(header: dict[str, str], claims: dict[str, Any], signature: bytes) -> str:
+    """A token with any header and signature bytes, for algorithms this machine cannot sign with (RS256
+    needs the `cryptography` package): refused for its `alg` before any signature is checked."""
+
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    body = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in claims.items()}
+    return ".".join((part(json.dumps(header).encode()), part(json.dumps(body).encode()), part(signature)))
 
 
 def _bad_credentials(settings: Settings, person: Person) -> dict[str, dict[str, str]]:
@@ -74,7 +91,10 @@ def _bad_credentials(settings: Settings, person: Person) -> dict[str, dict[str, 
         "not yet valid": bearer(jwt.encode(claims | {"nbf": now + timedelta(hours=1)}, secret, algorithm="HS256")),
         "wrong signature": bearer(jwt.encode(claims, "another-secret-" * 4, algorithm="HS256")),
         "alg none": bearer(jwt.encode(claims, None, algorithm="none")),
-        "another algorithm": bearer(_hs512(claims, secret)),
+        "another algorithm": bearer(_hmac(claims, secret, "HS512")),
+        "HS384": bearer(_hmac(claims, secret, "HS384")),
+        "RS256": bearer(_unsigned({"alg": "RS256", "typ": "JWT"}, claims, bytes(256))),
+        "alg None, capitalised": bearer(_unsigned({"alg": "None", "typ": "JWT"}, claims, b"")),
         "no expiry": bearer(jwt.encode({k: v for k, v in claims.items() if k != "exp"}, secret, algorithm="HS256")),
         "unknown user": bearer(jwt.encode(claims | {"sub": str(uuid4())}, secret, algorithm="HS256")),
         "subject not a user id": bearer(jwt.encode(claims | {"sub": "ada"}, secret, algorithm="HS256")),
@@ -85,14 +105,37 @@ def _bad_credentials(settings: Settings, person: Person) -> dict[str, dict[str, 
 async def test_every_endpoint_is_401_without_a_valid_token(
     client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
 ) -> None:
-    batch = await create(client, people["faculty"], 1)
+    batch = await finished(client, runtime, people["faculty"], 1)
     paths = [(m, f"{BATCH}/{batch['id']}{p}") for m, p in BATCH_ENDPOINTS]
     paths += [("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me")]
+    before = await row_counts(runtime.db)
     for case, headers in _bad_credentials(runtime.settings, people["faculty"]).items():
         for method, path in paths:
             response = await _call(client, method, path, headers)
             assert response.status_code == 401, f"{case}: {method} {path}"
             assert_error(response, 401, "UNAUTHORIZED")
+    assert await row_counts(runtime.db) == before
+
+
+async def test_a_token_of_a_deleted_user_is_401_everywhere(
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+) -> None:
+    batch = await finished(client, runtime, people["faculty"], 1)
+    leaver = await make_person(runtime.db, runtime.settings, "leaver@uni.example")
+    assert (await client.get("/api/v1/me", headers=leaver.headers)).status_code == 200
+    async with runtime.db.session() as session:
+        await session.execute(delete(User).where(User.id == leaver.user.id))
+        await session.commit()
+    before = await row_counts(runtime.db)
+    paths = [(m, f"{BATCH}/{batch['id']}{p}") for m, p in BATCH_ENDPOINTS]
+    for method, path in [*paths, ("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me")]:
+        response = await _call(client, method, path, leaver.headers)
+        assert_error(response, 401, "UNAUTHORIZED")
+        assert response.json()["error"]["message"] == "The token's user no longer exists."
+    cookie = {"Cookie": f"{COOKIE}={leaver.token}"}
+    page = await client.get("/faculty/generate/batches", headers=cookie)
+    assert page.status_code == 303 and page.headers["location"].startswith("/signin")
+    assert await row_counts(runtime.db) == before
 
 
 async def test_every_batch_endpoint_is_403_for_a_student(client: httpx.AsyncClient, people: dict[str, Person]) -> None:
@@ -115,19 +158,60 @@ async def test_every_batch_endpoint_is_403_for_another_faculty_member_and_change
     for method, path in BATCH_ENDPOINTS:
         response = await _call(client, method, f"{BATCH}/{batch['id']}{path}", other)
         assert_error(response, 403, "FORBIDDEN")
-        assert "Cardiovascular" not in response.text  # nothing of the batch leaks
+        assert "Cardiovascular" not in response.text and batch["id"] not in response.text  # nothing leaks
     after = await load_batch(runtime.db, batch["id"])
     assert (after.status, after.last_seq) == (before.status, before.last_seq)
 
 
-async def test_every_batch_endpoint_is_404_for_an_unknown_or_malformed_id(
-    client: httpx.AsyncClient, people: dict[str, Person]
+async def test_another_facultys_batch_as_a_cursor_shows_nothing_of_it(
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
 ) -> None:
-    for batch_id in (str(uuid4()), "not-a-uuid", "1", "00000000-0000-0000-0000-00000000000g"):
+    """A batch id is no key: used as the history's cursor by someone else, it pages their own batches."""
+    async with runtime.db.session() as session:
+        await put_course(session, "course-secret-1", "Secret Course Title")
+        await session.commit()
+    await finished(client, runtime, people["faculty"], 1)
+    theirs = await create(client, people["faculty"], 1, course="course-secret-1")
+    await wait_for_status(runtime, theirs["id"])
+    mine = await finished(client, runtime, people["other"], 1)
+    first = (await client.get(f"{BATCH}es", params={"limit": 1}, headers=people["faculty"].headers)).json()
+    assert [b["id"] for b in first["batches"]] == [theirs["id"]]
+    other = people["other"]
+    page = await client.get(f"{BATCH}es", params={"cursor": first["nextCursor"]}, headers=other.headers)
+    assert page.status_code == 200
+    assert theirs["id"] not in page.text and "Secret Course Title" not in page.text
+    assert [b["id"] for b in (await client.get(f"{BATCH}es", headers=other.headers)).json()["batches"]] == [mine["id"]]
+    cookie = {"Cookie": f"{COOKIE}={other.token}"}
+    history = await client.get("/faculty/generate/batches", params={"before": theirs["id"]}, headers=cookie)
+    assert history.status_code == 200
+    assert mine["id"] in history.text
+    assert theirs["id"] not in history.text
+    assert "Secret Course Title" not in history.text
+
+
+MALFORMED_IDS = (
+    str(uuid4()),
+    "not-a-uuid",
+    "1",
+    "00000000-0000-0000-0000-00000000000g",
+    "b" * 5000,
+    "%00",
+    "..%2F..%2Fetc%2Fpasswd",
+    "' OR '1'='1",
+    "%F0%9F%92%A5",
+)
+
+
+async def test_every_batch_endpoint_is_404_for_an_unknown_or_malformed_id(
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+) -> None:
+    before = await row_counts(runtime.db)
+    for batch_id in MALFORMED_IDS:
         for method, path in BATCH_ENDPOINTS:
             response = await _call(client, method, f"{BATCH}/{batch_id}{path}", people["faculty"].headers)
             assert response.status_code == 404, f"{method} {batch_id}{path}"
             assert_error(response, 404, "NOT_FOUND")
+    assert await row_counts(runtime.db) == before
 
 
 async def test_a_bad_last_event_id_is_422(client: httpx.AsyncClient, people: dict[str, Person]) -> None:
@@ -142,6 +226,27 @@ async def test_a_bad_last_event_id_is_422(client: httpx.AsyncClient, people: dic
         response = await client.get(url, headers=people["faculty"].headers | headers, params=params)
         assert_error(response, 422, "VALIDATION_ERROR")
         assert "Last-Event-ID" in response.json()["error"]["message"]
+
+
+async def test_a_last_event_id_of_another_batch_names_only_this_batchs_events(
+    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+) -> None:
+    """Ids count each batch's own events: one from a longer batch is beyond a shorter one's log (422), and
+    one within it resumes this batch only, never showing the other's events."""
+    longer = await finished(client, runtime, people["faculty"], 4)
+    shorter = await finished(client, runtime, people["faculty"], 1)
+    longer_log, shorter_log = await event_log(runtime.db, longer["id"]), await event_log(runtime.db, shorter["id"])
+    assert len(longer_log) > len(shorter_log)
+    url = f"{BATCH}/{shorter['id']}/progress"
+    beyond = {"Last-Event-ID": str(longer_log[-1][0])}
+    assert_error(await client.get(url, headers=people["faculty"].headers | beyond), 422, "VALIDATION_ERROR")
+    within = {"Last-Event-ID": "1"}
+    response = await client.get(url, headers=people["faculty"].headers | within)
+    assert response.status_code == 200
+    events = logged(parse_sse(response.text))
+    assert events == shorter_log[1:]
+    longer_items = {p["itemId"] for _, name, p in longer_log if name.startswith("item.")}
+    assert not any(item in response.text for item in longer_items)
 
 
 async def test_too_many_active_batches_is_429_on_create_and_on_retry(

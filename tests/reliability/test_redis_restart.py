@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 
 from livebatch.db import Database
 from tests.checks import assert_consistent, load_batch
@@ -21,6 +22,8 @@ from tests.scaled.conftest import (
     json_log_lines,
     wait_until,
 )
+
+pytestmark = pytest.mark.usefixtures("scaled_only")  # needs PostgreSQL and Redis
 
 ITEMS = 120
 

@@ -22,7 +22,7 @@ async def _openai(open_runtime: RuntimeFactory, fake_llm: FakeLLM, **overrides: 
 async def test_every_transient_failure_is_retried_with_its_kind_until_the_item_is_generated(
     open_runtime: RuntimeFactory, fake_llm: FakeLLM, people: dict[str, Person]
 ) -> None:
-    script = ["500", "503", "reset", "timeout:2", "429", "malformed", "schema", "refusal", "duplicate"]
+    script = ["500", "503", "reset", "reset-body", "timeout:2", "429", "malformed", "schema", "refusal", "duplicate"]
     fake_llm.queue(*script)
     rt = await _openai(open_runtime, fake_llm, max_attempts=len(script) + 1)
     batch_id = await start_batch(rt, people["faculty"], 1)
@@ -39,6 +39,7 @@ async def test_every_transient_failure_is_retried_with_its_kind_until_the_item_i
                 "provider_error",
                 "provider_error",
                 "provider_error",
+                "provider_error",
                 "timeout",
                 "rate_limited",
                 "validation",
@@ -50,7 +51,8 @@ async def test_every_transient_failure_is_retried_with_its_kind_until_the_item_i
         )
     ]
     assert failures[-1]["errorMessage"] == "Validation failed: options B and D are identical"
-    assert failures[3]["errorMessage"] == "LLM provider timeout after 0.5s"
+    assert failures[3]["errorMessage"].startswith("Could not reach the provider")  # reset mid-body
+    assert failures[4]["errorMessage"] == "LLM provider timeout after 0.5s"
     assert fake_llm.request_count == len(script) + 1, "one request per attempt"
     assert {r["body"]["model"] for r in fake_llm.requests} == {"gpt-4o-mini"}
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from uuid import UUID
 
 import httpx
+import pytest
 
 from livebatch.batches import service
 from livebatch.batches.models import Batch
@@ -18,6 +19,8 @@ from livebatch.runtime import Runtime
 from tests.checks import assert_consistent, event_log, load_batch, wait_for_status
 from tests.conftest import Person, SettingsFactory, batch_body
 from tests.scaled.conftest import Cluster, assert_received_exactly_the_log, following, json_log_lines
+
+pytestmark = pytest.mark.usefixtures("scaled_only")  # needs PostgreSQL and Redis
 
 ITEMS = 120
 STOPPED_ITEMS = 80

@@ -1,0 +1,8 @@
+"""Bad input and abuse, each answered with a clear 4xx and no side effect (tests/security)."""
+
+from __future__ import annotations
+
+from tests.api.conftest import runtime as runtime  # closed only once no attempt is running
+from tests.web.conftest import browser as browser  # Chromium, driven by Playwright (one per session)
+from tests.web.conftest import private_server as private_server  # a server whose provider is the fake LLM
+from tests.web.conftest import private_site as private_site
