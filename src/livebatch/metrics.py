@@ -25,10 +25,9 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livebatch.batches.models import Batch, Item, ItemStatus
+from livebatch.batches import repository
 
 
 class Metrics:
@@ -99,35 +98,12 @@ class Metrics:
 
     async def render(self, session: AsyncSession) -> bytes:
         """Refreshes the database-backed gauges and renders the text exposition format."""
-        sums = (
-            await session.execute(
-                select(
-                    func.coalesce(func.sum(Batch.total_items), 0),
-                    func.coalesce(func.sum(Batch.completed_items), 0),
-                    func.coalesce(func.sum(Batch.failed_items), 0),
-                    func.coalesce(func.sum(Batch.in_progress_items), 0),
-                    func.coalesce(func.sum(Batch.cancelled_items), 0),
-                )
-            )
-        ).one()
-        total, completed, failed, in_progress, cancelled = (int(v) for v in sums)
-        counts = {
-            ItemStatus.completed: completed,
-            ItemStatus.failed: failed,
-            ItemStatus.in_progress: in_progress,
-            ItemStatus.cancelled: cancelled,
-            ItemStatus.pending: total - completed - failed - in_progress - cancelled,
-        }
-        for status, value in counts.items():
+        for status, value in (await repository.items_of_all_batches(session)).items():
             self.items.labels(status.value).set(value)
         self.batches.clear()
-        by_status = await session.execute(select(Batch.status, func.count()).group_by(Batch.status))
-        for batch_status, n in by_status.all():
+        for batch_status, n in (await repository.count_batches_by_status(session)).items():
             self.batches.labels(batch_status).set(n)
-        depth = await session.execute(
-            select(func.count()).where(Item.status == ItemStatus.pending, Item.dispatched_at.is_not(None))
-        )
-        self.queue_depth.set(int(depth.scalar_one()))
+        self.queue_depth.set(await repository.count_queued(session))
         return generate_latest(self.registry) + generate_latest(self.cluster)
 
     def render_process(self) -> bytes:

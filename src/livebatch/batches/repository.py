@@ -273,3 +273,37 @@ async def count_generated(session: AsyncSession, batch_id: UUID) -> int:
 async def count_items_by_status(session: AsyncSession, batch_id: UUID) -> dict[str, int]:
     stmt = select(Item.status, func.count()).where(Item.batch_id == batch_id).group_by(Item.status)
     return {status: int(n) for status, n in (await session.execute(stmt)).all()}
+
+
+async def items_of_all_batches(session: AsyncSession) -> dict[ItemStatus, int]:
+    """Items of every batch by status, summed from the batches' counters: no scan of the items."""
+    sums = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(Batch.total_items), 0),
+                func.coalesce(func.sum(Batch.completed_items), 0),
+                func.coalesce(func.sum(Batch.failed_items), 0),
+                func.coalesce(func.sum(Batch.in_progress_items), 0),
+                func.coalesce(func.sum(Batch.cancelled_items), 0),
+            )
+        )
+    ).one()
+    total, completed, failed, in_progress, cancelled = (int(v) for v in sums)
+    return {
+        ItemStatus.completed: completed,
+        ItemStatus.failed: failed,
+        ItemStatus.in_progress: in_progress,
+        ItemStatus.cancelled: cancelled,
+        ItemStatus.pending: total - completed - failed - in_progress - cancelled,
+    }
+
+
+async def count_batches_by_status(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Batch.status, func.count()).group_by(Batch.status))
+    return {str(status): int(n) for status, n in rows.all()}
+
+
+async def count_queued(session: AsyncSession) -> int:
+    """Items dispatched to the work queue and not yet claimed."""
+    stmt = select(func.count()).where(Item.status == PENDING, Item.dispatched_at.is_not(None))
+    return int((await session.execute(stmt)).scalar_one())
