@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from playwright.async_api import expect
 
 from tests.web.conftest import Site
 from tests.web.helpers import api_feed, shown_feed, wait_for_rows
