@@ -1,10 +1,12 @@
-"""A long feed on the progress page: drawn a slice per frame, newest rows first, every row in its place."""
+"""How the progress page loads: the batch asked for once, early; a long feed drawn a slice per frame, newest
+rows first, every row in its place."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from playwright.async_api import expect
 
 from tests.web.conftest import Site
 from tests.web.helpers import api_feed, shown_feed, wait_for_rows
@@ -50,3 +52,24 @@ NEWEST_ROW_AT_BOTTOM = """() => {
   const row = document.querySelector("#feed-list > li:last-child").getBoundingClientRect();
   return row.height > 0 && row.top >= box.top && Math.abs(row.bottom - box.bottom) <= 2;
 }"""
+
+
+async def test_the_page_asks_for_its_batch_once_before_its_scripts_run(site: Site) -> None:
+    batch_id = await site.create_batch(3)
+    await site.post(batch_id, "cancel")
+    page = await site.page()
+    api = f"{site.base_url}/api/v1/generation/batch/{batch_id}"
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if request.url == api else None)
+    await page.goto(f"{site.base_url}/faculty/generate/batch/{batch_id}")
+    await expect(page.locator('[data-field="status"]')).to_have_text("Cancelled")
+    # The preload in the page's head is the request page.js's fetch takes over: one request, not two,
+    # sent before page.js had even arrived.
+    assert asked == [api]
+    asked_at, script_at = await page.evaluate(
+        "([api]) => [api, '/static/page.js'].map((end) => performance.getEntriesByType('resource')"
+        ".find((r) => r.name.endsWith(end)))"
+        ".map((r, i) => (i === 0 ? r.startTime : r.responseEnd))",
+        [f"/api/v1/generation/batch/{batch_id}"],
+    )
+    assert asked_at < script_at
