@@ -108,7 +108,7 @@ class Load:
 
 
 def run(quick: bool) -> list[Figure]:
-    running, finished = (100, 500) if quick else (1000, 10_000)
+    running, finished = (60, 500) if quick else (1000, 10_000)
     with tempfile.TemporaryDirectory(prefix="bench-page-") as tmp:
         data = Path(tmp)
         settings = Settings(data_dir=data, jwt_secret=SecretStr(SECRET), **SERVER)
