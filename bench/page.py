@@ -127,11 +127,11 @@ def run(quick: bool) -> list[Figure]:
     return [
         Figure(f"first render, {big_name} batch", big.render_ms, "ms", small.render_ms, ("<", 1000)),
         Figure(f"longest task, {big_name} page load", big.longest_ms, "ms", small.longest_ms, ("<", 50)),
-        Figure(f"  its CPU time (trace), {big_name} page load", big.longest_cpu_ms, "ms", small.longest_cpu_ms),
+        Figure(f"longest task CPU time (trace), {big_name} page load", big.longest_cpu_ms, "ms", small.longest_cpu_ms),
         Figure(f"first render, {run_name} batch", first.render_ms, "ms", small.render_ms, ("<", 1000)),
         Figure(f"longest task, {run_name} page load", first.longest_ms, "ms", small.longest_ms),
         Figure("longest task while item events arrive", stream.longest_ms, "ms", None, ("<", 50)),
-        Figure("  its CPU time (trace), while item events arrive", stream.longest_cpu_ms, "ms"),
+        Figure("longest task CPU time (trace), while item events arrive", stream.longest_cpu_ms, "ms"),
         Figure("item events received by the page", stream.events_per_s, "events/s"),
         Figure("frame gap p99 while item events arrive", stream.gap_p99_ms, "ms"),
     ]
