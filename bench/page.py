@@ -4,10 +4,11 @@ A real `livebatch serve` (SQLite, offline provider) on loopback; Debian's Chromi
 render is measured in page time, from navigation start to the frame after the bar shows the batch's counts
 and the feed holds its rows (a MutationObserver checks the DOM; the time is taken once the next frame has
 been painted). Long tasks come from a buffered `longtask` PerformanceObserver (only tasks over 50 ms are
-reported: a longest task of 0 means none). Pages: a finished 10 000-item batch (written in bulk, see
-page_data.py), a running 1 000-item batch while its item events arrive at about 100/s (offline latency and
-concurrency set for that; the rate the page received is reported too), and a finished 10-item batch as the
-baseline of first render.
+reported: a longest task of 0 means none); beside them, the CPU time of the longest main-thread task from a
+Chromium trace, which waiting for a core on a busy machine does not inflate. Pages: a finished 10 000-item
+batch (written in bulk, see page_data.py), a running 1 000-item batch while its item events arrive at about
+100/s (offline latency and concurrency set for that; the rate the page received is reported too), and a
+finished 10-item batch as the baseline of first render.
 """
 
 from __future__ import annotations
