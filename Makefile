@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help demo test lint fmt test-js test-embedded test-scaled chromium clean
+.PHONY: help demo test lint fmt test-js test-embedded test-scaled bench bench-quick chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,11 +30,11 @@ demo: $(STAMP)  ## start the server on SQLite, launch a demo batch, print a sign
 	$(BIN)/livebatch demo
 
 fmt: $(STAMP)  ## format and fix what ruff can
-	$(BIN)/ruff format src tests && $(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench && $(BIN)/ruff check --fix src tests bench
 
 lint: $(STAMP)  ## ruff format --check, ruff check, mypy --strict
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 test-js:  ## the progress page's reducer and formatting, in Node (no packages)
@@ -47,6 +47,12 @@ test-scaled: $(STAMP) chromium  ## the suite again on PostgreSQL and Redis (fail
 	$(BIN)/pytest -q --backend=scaled --pg-url='$(PG_URL)' --redis-url='$(REDIS_URL)'
 
 test: lint test-js test-embedded test-scaled  ## lint, type checks, the JS tests, then the whole suite on both deployments
+
+bench: $(STAMP) chromium  ## the five benchmarks, each beside its baseline; writes bench/results.json (about 10 min)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP) chromium  ## each benchmark at tiny sizes: that it runs, in under a minute
+	$(BIN)/python -m bench --quick
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

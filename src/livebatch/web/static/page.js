@@ -45,7 +45,8 @@ function schedule(urgent) {
 function draw() {
   frame = 0;
   lastDraw = performance.now();
-  view.render(state, Date.now());
+  const more = view.render(state, Date.now()); // a long feed comes a slice per frame
+  if (more) schedule(true);
   if (!rendered && state.batch !== null) {
     rendered = true;
     performance.mark("batch-rendered"); // first paint with the batch's data: measured by the browser tests

@@ -1,7 +1,9 @@
 // The progress page's DOM: BatchSummaryCard, BatchProgressBar, BatchItemFeed. Only this module touches
 // the document. It draws a state from reduce.js and changes only what changed: a feed row is created
 // once and updated in place when its entry changes (entries are immutable, so identity says it), which
-// keeps a 1000-item feed smooth. Everything from the server or the model is set as text, never markup.
+// keeps a 1000-item feed smooth. A long feed (a reload of a big batch) is inserted FEED_SLICE rows per
+// frame, newest first, so no frame is long and the rows in view come first: render() returns true
+// while rows are still to come. Everything from the server or the model is set as text, never markup.
 
 import { isShown, phase, TERMINAL } from "./reduce.js";
 import {
@@ -24,6 +26,7 @@ const CONNECTION_TEXT = {
   lost: "Connection lost, reconnecting...",
 };
 const NEAR_BOTTOM_PX = 24;
+export const FEED_SLICE = 100;
 
 export function createView(root, handlers) {
   const batchId = root.dataset.batchId;
@@ -94,13 +97,14 @@ export function createView(root, handlers) {
     root.dataset.phase = current;
     root.dataset.connection = state.connection;
     el.connecting.hidden = state.batch !== null;
-    if (state.batch === null) return;
+    if (state.batch === null) return false;
     for (const section of el.sections) section.hidden = false;
     renderConnection(state);
     renderSummary(state, current, now);
     renderBar(state.snapshot);
-    renderFeed(state);
+    const more = renderFeed(state);
     renderAnnouncement(state);
+    return more;
   }
 
   function tick(state, now) {
@@ -190,7 +194,7 @@ export function createView(root, handlers) {
     text(el.autoScroll.querySelector(".icon"), state.autoScroll ? "‖" : "▶");
     if (state.items === drawnItems && state.expanded === drawnExpanded) {
       if (resumed) scrollToNewest();
-      return;
+      return false;
     }
     let touched = resumed;
     for (const [index, row] of rows) {
@@ -212,39 +216,39 @@ export function createView(root, handlers) {
         touched = true;
       }
     }
+    const more = fresh.length > FEED_SLICE;
     if (fresh.length) {
-      insertRows(fresh.sort((a, b) => a.itemIndex - b.itemIndex), state.expanded);
+      fresh.sort((a, b) => a.itemIndex - b.itemIndex);
+      insertRows(more ? fresh.slice(-FEED_SLICE) : fresh, state.expanded);
       touched = true;
     }
-    drawnItems = state.items;
+    // With rows still to come, the next call diffs again (and inserts the next older slice).
+    drawnItems = more ? null : state.items;
     drawnExpanded = state.expanded;
     show(el.feedEmpty, rows.size === 0);
     if (touched && following) scrollToNewest();
     lastTop = el.feedScroll.scrollTop;
+    return more;
   }
 
-  // New rows go to their place by item index; they nearly always belong at the end.
+  // New rows (in index order) go to their place by item index, merged into the list in one pass; they
+  // nearly always belong at the end, or, for the older slices of a long feed, at the start.
   function insertRows(entries, expanded) {
     const list = el.feedList;
-    const tail = document.createDocumentFragment();
-    const lastIndex = list.lastElementChild ? Number(list.lastElementChild.dataset.index) : -1;
+    const last = list.lastElementChild;
+    // Rows past the last one (a feed that grows) are appended without walking the list.
+    let next = last === null || Number(last.dataset.index) < entries[0].itemIndex ? null : list.firstElementChild;
+    const run = document.createDocumentFragment(); // consecutive new rows that go before `next`
     for (const entry of entries) {
+      while (next !== null && Number(next.dataset.index) < entry.itemIndex) {
+        if (run.firstChild) list.insertBefore(run, next); // empties the fragment
+        next = next.nextElementSibling;
+      }
       const row = createRow(entry, expanded.has(entry.itemIndex));
       rows.set(entry.itemIndex, row);
-      if (entry.itemIndex > lastIndex) {
-        tail.appendChild(row.li);
-        continue;
-      }
-      let before = null;
-      for (const li of list.children) {
-        if (Number(li.dataset.index) > entry.itemIndex) {
-          before = li;
-          break;
-        }
-      }
-      list.insertBefore(row.li, before);
+      run.appendChild(row.li);
     }
-    list.appendChild(tail);
+    list.insertBefore(run, next);
   }
 
   function createRow(entry, expanded) {
@@ -365,8 +369,15 @@ function show(node, visible) {
   if (node && node.hidden === visible) node.hidden = !visible;
 }
 
+// Formatting a time through Intl costs more than a whole redraw otherwise; the start time rarely changes.
+const localTimes = new Map();
+
 function localTime(iso) {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return "";
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  let words = localTimes.get(iso);
+  if (words === undefined) {
+    const date = new Date(iso);
+    words = Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    localTimes.set(iso, words);
+  }
+  return words;
 }
