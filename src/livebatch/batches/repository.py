@@ -12,6 +12,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livebatch.batches.models import ACTIVE_STATUSES, Batch, GeneratedItem, Item, ItemStatus
+from livebatch.courses.models import Course
 
 PENDING, IN_PROGRESS = ItemStatus.pending.value, ItemStatus.in_progress.value
 
@@ -35,6 +36,18 @@ async def lock_batch(session: AsyncSession, batch_id: UUID) -> Batch | None:
 
 async def get_item(session: AsyncSession, item_id: UUID) -> Item | None:
     return await session.get(Item, item_id)
+
+
+async def get_item_and_course_title(session: AsyncSession, item_id: UUID) -> tuple[Item, str] | None:
+    """The item and the title of its batch's course, in one statement (a claim needs both)."""
+    stmt = (
+        select(Item, Course.title)
+        .join(Batch, Batch.id == Item.batch_id)
+        .join(Course, Course.id == Batch.course_id)
+        .where(Item.id == item_id)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
 async def insert_items(session: AsyncSession, batch_id: UUID, difficulties: Sequence[str], *, now: datetime) -> None:
@@ -62,16 +75,23 @@ async def mark_dispatched(session: AsyncSession, batch_id: UUID, count: int, *, 
     """Picks up to `count` pending, undispatched items, soonest due first, and marks them dispatched."""
     if count <= 0:
         return []
-    stmt = (
+    # One statement rather than a SELECT and an UPDATE: every finished item dispatches the next one.
+    # The caller holds the batch's lock, so no other writer picks from the same items meanwhile.
+    picked = (
         select(Item.id)
         .where(Item.batch_id == batch_id, Item.status == PENDING, Item.dispatched_at.is_(None))
         .order_by(Item.next_attempt_at, Item.idx)
         .limit(count)
     )
-    ids = list((await session.execute(stmt)).scalars())
-    if ids:
-        await session.execute(update(Item).where(Item.id.in_(ids)).values(dispatched_at=now))
-    return ids
+    stmt = (
+        update(Item)
+        .where(Item.id.in_(picked.scalar_subquery()))
+        .values(dispatched_at=now)
+        .returning(Item.id, Item.next_attempt_at, Item.idx)
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [row[0] for row in sorted(rows, key=lambda row: (row[1], row[2]))]
 
 
 async def count_dispatched(session: AsyncSession, batch_id: UUID) -> int:
@@ -120,6 +140,7 @@ async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lea
             dispatched_at=None,
         )
         .returning(Item.attempts)
+        .execution_options(synchronize_session=False)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -138,7 +159,12 @@ async def finish_attempt(
     conditions = [Item.id == item_id, Item.status == IN_PROGRESS, Item.attempts == attempt]
     if lease_expired_before is not None:
         conditions.append(Item.lease_expires_at < lease_expired_before)
-    stmt = update(Item).where(*conditions).values(lease_expires_at=None, **values)
+    stmt = (
+        update(Item)
+        .where(*conditions)
+        .values(lease_expires_at=None, **values)
+        .execution_options(synchronize_session=False)  # nothing reads the item object after this
+    )
     return _rowcount(await session.execute(stmt)) == 1
 
 
@@ -162,9 +188,18 @@ async def _lock_free(session: AsyncSession, *conditions: Any) -> list[UUID]:
     return list((await session.execute(stmt)).scalars())
 
 
-async def insert_generated(session: AsyncSession, generated: GeneratedItem) -> None:
-    session.add(generated)
-    await session.flush()
+async def insert_generated(
+    session: AsyncSession,
+    *,
+    generation_id: UUID,
+    item_id: UUID,
+    batch_id: UUID,
+    idx: int,
+    content: dict[str, Any],
+    now: datetime,
+) -> None:
+    values = {"id": generation_id, "item_id": item_id, "batch_id": batch_id, "idx": idx, "content": content}
+    await session.execute(insert(GeneratedItem).values(created_at=now, **values))
 
 
 async def in_progress_items(session: AsyncSession, batch_id: UUID) -> list[Item]:
