@@ -203,7 +203,7 @@ async def _log(
 
 
 async def measure(kind: Kind, count: int) -> list[Figure]:
-    async with scratch_database(kind) as (url, data_dir):
+    async with scratch_database(kind, durable=False) as (url, data_dir):
         settings = settings_for(url, data_dir, max_target_count=count, stream_buffer=4 * count + 100)
         provider = TimedProvider()
         rt = Runtime(settings, worker=True, provider=provider)
@@ -219,7 +219,7 @@ async def measure(kind: Kind, count: int) -> list[Figure]:
             baseline_s = await run_baseline(db, owner, count, concurrency=settings.batch_concurrency)
         finally:
             await db.dispose()
-    broker = "in-process broker" + (", as embedded" if kind == "sqlite" else "")
+    broker = "in-process broker" + (", as embedded" if kind == "sqlite" else ", synchronous_commit off")
     return [
         Figure(
             f"pipeline, {count:,} items, {kind} ({broker})",
