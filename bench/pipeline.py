@@ -2,15 +2,17 @@
 
 livebatch's pipeline runs in this process: a worker `Runtime` (in-process Taskiq broker and bus, as the
 embedded default; on PostgreSQL the same in-process broker, said in the figure's name) with the offline
-provider at 0 ms latency and no failures. The clock runs from the transaction that creates the batch
-until its `batch.complete` reaches the bus. "Outside generation" is the share of that time not spent in
-the provider's `generate` (which at 0 ms latency is pure CPU: composing the question).
+provider at 0 ms latency and no failures, default concurrency (4 items of the batch at once). The clock
+runs from the transaction that creates the batch until its `batch.complete` reaches the bus. "Outside
+generation" is the share of that time not spent in the provider's `generate` (which at 0 ms latency is
+pure CPU: composing the question). The PostgreSQL scratch database runs without synchronous commit, as
+SQLite in WAL mode does (bench/scratch.py says why).
 
 The baseline makes the writes the pipeline makes per item, in as many transactions (two per item), as
-plain SQLAlchemy Core statements on the same engine, one item after the other: claim the item, count it
-in progress and log `item.started`; mark it completed, store the generated item, update the counters,
-log `item.completed` and dispatch the next item; and end the batch. No queue, no service layer, no bus,
-no reads.
+plain SQLAlchemy Core statements on the same engine, as many items at once as the pipeline: claim the
+item, count it in progress and log `item.started`; mark it completed, store the generated item, update
+the counters, log `item.completed` and dispatch the next item; and end the batch. No queue, no service
+layer, no bus, no reads; each transaction updates the batch row first, the pipeline's lock order.
 """
 
 from __future__ import annotations
