@@ -12,8 +12,14 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livebatch.batches.models import ACTIVE_STATUSES, Batch, GeneratedItem, Item, ItemStatus
+from livebatch.courses.models import Course
+from livebatch.db import Base
 
 PENDING, IN_PROGRESS = ItemStatus.pending.value, ItemStatus.in_progress.value
+# The item table in plain Core, for the statements every item runs (claim, finish, dispatch): an ORM-enabled
+# UPDATE costs several times the Python work of the same Core one, and nothing here needs the ORM's part.
+ITEMS = Base.metadata.tables["batch_items"]
+GENERATED = Base.metadata.tables["generated_items"]
 
 
 def _rowcount(result: Any) -> int:
@@ -35,6 +41,18 @@ async def lock_batch(session: AsyncSession, batch_id: UUID) -> Batch | None:
 
 async def get_item(session: AsyncSession, item_id: UUID) -> Item | None:
     return await session.get(Item, item_id)
+
+
+async def get_item_and_course_title(session: AsyncSession, item_id: UUID) -> tuple[Item, str] | None:
+    """The item and the title of its batch's course, in one statement (a claim needs both)."""
+    stmt = (
+        select(Item, Course.title)
+        .join(Batch, Batch.id == Item.batch_id)
+        .join(Course, Course.id == Batch.course_id)
+        .where(Item.id == item_id)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
 async def insert_items(session: AsyncSession, batch_id: UUID, difficulties: Sequence[str], *, now: datetime) -> None:
@@ -62,16 +80,23 @@ async def mark_dispatched(session: AsyncSession, batch_id: UUID, count: int, *, 
     """Picks up to `count` pending, undispatched items, soonest due first, and marks them dispatched."""
     if count <= 0:
         return []
-    stmt = (
-        select(Item.id)
-        .where(Item.batch_id == batch_id, Item.status == PENDING, Item.dispatched_at.is_(None))
-        .order_by(Item.next_attempt_at, Item.idx)
+    # One statement rather than a SELECT and an UPDATE: every finished item dispatches the next one.
+    # The caller holds the batch's lock, so no other writer picks from the same items meanwhile.
+    c = ITEMS.c
+    picked = (
+        select(c.id)
+        .where(c.batch_id == batch_id, c.status == PENDING, c.dispatched_at.is_(None))
+        .order_by(c.next_attempt_at, c.idx)
         .limit(count)
     )
-    ids = list((await session.execute(stmt)).scalars())
-    if ids:
-        await session.execute(update(Item).where(Item.id.in_(ids)).values(dispatched_at=now))
-    return ids
+    stmt = (
+        update(ITEMS)
+        .where(c.id.in_(picked.scalar_subquery()))
+        .values(dispatched_at=now)
+        .returning(c.id, c.next_attempt_at, c.idx)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [row[0] for row in sorted(rows, key=lambda row: (row[1], row[2]))]
 
 
 async def count_dispatched(session: AsyncSession, batch_id: UUID) -> int:
@@ -109,19 +134,21 @@ async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lea
     duplicate from the sweeper) takes nothing, so the window bounds the batch's concurrency.
 
     Returns the attempt number, which later fences the result: only that attempt may record it."""
+    c = ITEMS.c
     stmt = (
-        update(Item)
-        .where(Item.id == item_id, Item.status == PENDING, Item.dispatched_at.is_not(None))
+        update(ITEMS)
+        .where(c.id == item_id, c.status == PENDING, c.dispatched_at.is_not(None))
         .values(
             status=IN_PROGRESS,
-            attempts=Item.attempts + 1,
+            attempts=c.attempts + 1,
             lease_expires_at=now + lease,
             started_at=now,
             dispatched_at=None,
         )
-        .returning(Item.attempts)
+        .returning(c.attempts)
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    attempt: int | None = (await session.execute(stmt)).scalar_one_or_none()
+    return attempt
 
 
 async def finish_attempt(
@@ -135,10 +162,11 @@ async def finish_attempt(
     """Ends attempt `attempt` of an in-progress item with `values`; False when that attempt no longer
     holds the item (the batch was cancelled, or the sweeper took it over). With `lease_expired_before`,
     only if its lease had expired by then (the sweeper's own condition)."""
-    conditions = [Item.id == item_id, Item.status == IN_PROGRESS, Item.attempts == attempt]
+    c = ITEMS.c
+    conditions = [c.id == item_id, c.status == IN_PROGRESS, c.attempts == attempt]
     if lease_expired_before is not None:
-        conditions.append(Item.lease_expires_at < lease_expired_before)
-    stmt = update(Item).where(*conditions).values(lease_expires_at=None, **values)
+        conditions.append(c.lease_expires_at < lease_expired_before)
+    stmt = update(ITEMS).where(*conditions).values(lease_expires_at=None, **values)
     return _rowcount(await session.execute(stmt)) == 1
 
 
@@ -162,9 +190,18 @@ async def _lock_free(session: AsyncSession, *conditions: Any) -> list[UUID]:
     return list((await session.execute(stmt)).scalars())
 
 
-async def insert_generated(session: AsyncSession, generated: GeneratedItem) -> None:
-    session.add(generated)
-    await session.flush()
+async def insert_generated(
+    session: AsyncSession,
+    *,
+    generation_id: UUID,
+    item_id: UUID,
+    batch_id: UUID,
+    idx: int,
+    content: dict[str, Any],
+    now: datetime,
+) -> None:
+    values = {"id": generation_id, "item_id": item_id, "batch_id": batch_id, "idx": idx, "content": content}
+    await session.execute(insert(GENERATED).values(created_at=now, **values))
 
 
 async def in_progress_items(session: AsyncSession, batch_id: UUID) -> list[Item]:

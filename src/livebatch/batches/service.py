@@ -34,7 +34,7 @@ from livebatch.batches.events import (
     ItemFailed,
     ItemStarted,
 )
-from livebatch.batches.models import Batch, BatchStatus, GeneratedItem, ItemStatus
+from livebatch.batches.models import Batch, BatchStatus, ItemStatus
 from livebatch.batches.retry import RetryPolicy
 from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
 from livebatch.clock import iso
@@ -268,8 +268,11 @@ async def retry_failed(session: AsyncSession, batch_id: UUID, *, user: User, lim
 
 async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> Claim | NotYet | None:
     """Starts an attempt at the item; None when there is nothing to do (already taken, batch paused or over)."""
-    item = await repository.get_item(session, item_id)
-    if item is None or item.status != ItemStatus.pending or item.dispatched_at is None:
+    found = await repository.get_item_and_course_title(session, item_id)
+    if found is None:
+        return None
+    item, course_title = found
+    if item.status != ItemStatus.pending or item.dispatched_at is None:
         return None
     batch = await repository.lock_batch(session, item.batch_id)
     if batch is None or batch.status not in (BatchStatus.queued, BatchStatus.running):
@@ -285,14 +288,13 @@ async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lea
         batch.started_at = batch.started_at or now
     batch.in_progress_items += 1
     await _append(session, batch, ItemStarted(item_id=str(item_id), item_index=item.idx, started_at=iso(now)), now=now)
-    course = await session.get(Course, batch.course_id)
     return Claim(
         item_id=item_id,
         batch_id=batch.id,
         item_index=item.idx,
         attempt=attempt,
         difficulty=item.difficulty,
-        course_title=course.title if course else batch.course_id,
+        course_title=course_title,
         question_type=str(batch.config.get("questionType", "single-best-answer")),
         started_at=now,
     )
@@ -321,14 +323,12 @@ async def complete_item(session: AsyncSession, claim: Claim, question: Question,
         return False
     await repository.insert_generated(
         session,
-        GeneratedItem(
-            id=generation_id,
-            item_id=claim.item_id,
-            batch_id=claim.batch_id,
-            idx=claim.item_index,
-            content=question.model_dump(),
-            created_at=now,
-        ),
+        generation_id=generation_id,
+        item_id=claim.item_id,
+        batch_id=claim.batch_id,
+        idx=claim.item_index,
+        content=question.model_dump(),
+        now=now,
     )
     batch.in_progress_items -= 1
     batch.completed_items += 1
