@@ -25,13 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from bench.common import Figure, free_port, percentile
 
 SECRET = "bench-fanout-secret-0123456789-0123456789"
 RATE = 100.0  # item events per second wanted; the server's database work caps what it reaches
-LATENCY_MS = 150  # offline generation time: concurrency / latency = items/s (nominal; DB work slows it), two item events each
+LATENCY_MS = (
+    150  # offline generation time: concurrency / latency = items/s (nominal; DB work slows it), two item events each
+)
 CONCURRENCY = 20
 FINISH_TIMEOUT_S = 20.0
 TICK = os.sysconf("SC_CLK_TCK")
@@ -50,6 +53,8 @@ class Measured:
 
 def run(quick: bool) -> list[Figure]:
     sizes = [20] if quick else [100, 1000, 5000]
+    if os.environ.get("BENCH_FANOUT_SIZES"):  # e.g. "1000", to profile one size
+        sizes = [int(n) for n in os.environ["BENCH_FANOUT_SIZES"].split(",")]
     window = 2.0 if quick else 8.0
     figures: list[Figure] = []
     for n in sizes:
@@ -101,7 +106,7 @@ def measure_livebatch(n: int, window: float, tmp: Path) -> tuple[Measured, list[
     from livebatch.migrate import upgrade
 
     data = tmp / "data"
-    settings = Settings(data_dir=data, jwt_secret=SECRET)
+    settings = Settings(data_dir=data, jwt_secret=SecretStr(SECRET))
     upgrade(settings.effective_database_url)
     token = asyncio.run(_faculty_token(settings))
     env = _env(
@@ -240,9 +245,9 @@ def _load(
     the server CPU seconds in it, RSS KiB per stream, what the streams received, and refused streams."""
     assert callable(start) and callable(stop)
     rss_before = server.rss_kib()
+    args = ["--port", str(server.port), "--path", path, "--token", token, "--streams", str(n), "--out", str(out)]
     gen = subprocess.Popen(
-        [sys.executable, "-m", "bench.loadgen", "--port", str(server.port), "--path", path]
-        + ["--token", token, "--streams", str(n), "--out", str(out)],
+        [sys.executable, "-m", "bench.loadgen", *args],
         env=_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -256,7 +261,12 @@ def _load(
         rss_per_stream = (server.rss_kib() - rss_before) / max(1, int(ok))
         cpu0, t0 = server.cpu_s(), time.time()
         start()
-        time.sleep(window)  # the measured window: the emitter runs for this long
+        profile = os.environ.get("BENCH_FANOUT_PROFILE")  # a py-spy flame graph of the server, this path
+        if profile:
+            spy = ["py-spy", "record", "--pid", str(server.pid), "--duration", str(int(window)), "--nonblocking"]
+            subprocess.run([*spy, "--format", "raw", "-o", f"{profile}.{path.count('/')}.txt"], check=False)
+        else:
+            time.sleep(window)  # the measured window: the emitter runs for this long
         cpu1, t1 = server.cpu_s(), time.time()
         stop()
         gen.stdin.write(f"finish {FINISH_TIMEOUT_S}\n")
@@ -317,7 +327,11 @@ class Server:
     def __enter__(self) -> Server:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_raise_nofile
+                [sys.executable, *self.args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_raise_nofile,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
