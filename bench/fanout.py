@@ -1,15 +1,15 @@
 """Fan-out: delivery latency, throughput, server CPU per event and memory per stream, N streams on one server.
 
 A load generator (bench/loadgen.py, its own process) opens N progress streams of one batch on a
-`livebatch serve` (SQLite, embedded) while the server runs that batch with the offline provider at about
-100 item events/s. Latency is commit -> receipt: the commit time is when the event first became visible to a
-reader polling the log every 2 ms (`CommitWatch`, an upper bound by at most one poll; the event's `created_at` is stamped before its transaction
-waits for SQLite's write lock, seconds early under load, and is printed alongside for comparison). CPU is
-the server process's utime+stime over the measured window divided by the item events delivered in it;
-memory is the server's RSS with N streams open minus before, per stream. The baseline is a bare FastAPI +
-sse-starlette broadcaster (bench/bare_sse.py) sending the same payloads from memory at the same rate,
-loaded by the same load generator, at the item event rate livebatch reached (its emitter shares the
-server's event loop with the fan-out, so under load it emits less than the 100/s asked for).
+`livebatch serve` (SQLite, embedded) while the server runs that batch with the offline provider, asked for
+100 item events/s. Latency is commit -> receipt: the commit time is when the event first became visible to
+a reader polling the log every 2 ms (`CommitWatch`; an upper bound by at most one poll). The event's own
+`created_at` is stamped before its transaction waits for SQLite's write lock, seconds early under load; the
+latency from it is printed alongside. CPU is the server process's utime+stime over the measured window
+divided by the item events delivered in it; memory is the server's RSS with N streams open minus before,
+per stream. The baseline is a bare FastAPI + sse-starlette broadcaster (bench/bare_sse.py) sending the same
+payloads from memory, loaded by the same load generator, at the item event rate livebatch reached: the
+emitter shares the server's event loop with the fan-out, so under load it emits less than asked for.
 
 `BENCH_FANOUT_SIZES=1000` runs one size; `BENCH_FANOUT_PROFILE=/tmp/x` records the servers with py-spy
 over the window (raw collapsed stacks, /tmp/x.6.txt for livebatch, /tmp/x.1.txt for the baseline).
