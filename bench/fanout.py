@@ -162,6 +162,11 @@ def measure_livebatch(n: int, window: float, tmp: Path) -> tuple[Measured, list[
             )
         finally:
             watch.stop()
+        # What the server wrote, by event name: snapshots are writes of their own between item events.
+        written = [
+            ln for ln in http.get(f"http://127.0.0.1:{port}/metrics").text.splitlines() if "delivered_total{" in ln
+        ]
+        print(f"  N={n} livebatch frames written: {', '.join(ln.split('{', 1)[1] for ln in written)}", flush=True)
     logged = asyncio.run(_logged_events(settings, batch_id))
     committed = {seq: watch.seen[seq] for seq in logged if seq in watch.seen}
     payloads = [
