@@ -103,9 +103,10 @@ async def _commit(rt: Runtime, change: Callable[[AsyncSession], Awaitable[Any]])
 
 
 async def _collect(frames: AsyncGenerator[bytes, None], sent: Sent) -> None:
-    async for frame in frames:
-        fields = dict(line.split(": ", 1) for line in frame.decode().strip().splitlines())
-        sent.append((fields["event"], json.loads(fields["data"])))
+    async for chunk in frames:
+        for frame in chunk.decode().strip().split("\n\n"):  # a chunk may hold several frames, one write
+            fields = dict(line.split(": ", 1) for line in frame.splitlines())
+            sent.append((fields["event"], json.loads(fields["data"])))
 
 
 def _count(sent: Sent, name: str) -> int:

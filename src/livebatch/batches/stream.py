@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from contextvars import ContextVar
@@ -45,6 +46,7 @@ REPLAY_PAGE = 1000
 HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 PROGRESS, COMPLETE = BatchProgressSnapshot.name, BatchComplete.name
 _T = TypeVar("_T")
+_EVENT_LINE = re.compile(rb"^event: (.*)$", re.MULTILINE)  # data lines start with `data: `, never this
 
 
 class TooManyStreams(TooManyRequests):
@@ -138,11 +140,15 @@ class _Ended(Exception):
 async def _counted(rt: Runtime, frames: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
     """Counts every event written, by name (read back from its frame), snapshots and the end included."""
     delivered = rt.metrics.events_delivered
+    counters: dict[bytes, Any] = {}  # `labels()` per event would cost more than the write
     async with contextlib.aclosing(frames):
         async for chunk in frames:
             yield chunk
-            start = chunk.index(b"event: ") + 7
-            delivered.labels(chunk[start : chunk.index(b"\n", start)].decode()).inc()
+            for name in _EVENT_LINE.findall(chunk):  # a chunk may hold several frames
+                counter = counters.get(name)
+                if counter is None:
+                    counter = counters[name] = delivered.labels(name.decode())
+                counter.inc()
 
 
 async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor) -> AsyncGenerator[bytes, None]:
@@ -163,34 +169,48 @@ async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor
             if notice is None:  # the coalescing delay is over
                 yield _progress(cursor)
                 continue
-            if isinstance(notice, Marker):
-                if notice is STOP:
-                    return
-                async for chunk in _catch_up(rt, batch_id, cursor):
-                    yield chunk
-                continue
-            for event in notice.events:
-                if event.seq <= cursor.seq:
-                    continue  # already sent (replayed, or caught up)
-                if event.seq > cursor.seq + 1:
-                    async for chunk in _catch_up(rt, batch_id, cursor):  # a notice went missing
+            # Every notice already queued goes out in one write: a write per event per stream is what a busy
+            # fan-out spends its time on (bench/fanout.py), and under load the queues hold several.
+            pending: list[bytes] = []
+            while notice is not None:
+                if isinstance(notice, Marker):
+                    if pending:
+                        yield b"".join(pending)
+                        pending = []
+                    if notice is STOP:
+                        return
+                    async for chunk in _catch_up(rt, batch_id, cursor):
                         yield chunk
-                    continue
-                if event.name == COMPLETE:
-                    if notice.state is not None:
+                else:
+                    for event in notice.events:
+                        if event.seq <= cursor.seq:
+                            continue  # already sent (replayed, or caught up)
+                        if event.seq > cursor.seq + 1:
+                            if pending:
+                                yield b"".join(pending)
+                                pending = []
+                            async for chunk in _catch_up(rt, batch_id, cursor):  # a notice went missing
+                                yield chunk
+                            continue
+                        if event.name == COMPLETE:
+                            if notice.state is not None:
+                                cursor.update(notice.state)
+                            pending += _final(cursor, event)
+                            yield b"".join(pending)
+                            raise _Ended
+                        pending.append(event.frame)
+                        cursor.seq = event.seq
+                    # A notice can carry a snapshot older than the events already sent: it was queued while the
+                    # stream caught up from the log, or it arrived late (workers publish on their own connections,
+                    # so out of order). Keep a snapshot only from the notice of the last event sent, or counts
+                    # would step back.
+                    if notice.state is not None and (not notice.events or notice.events[-1].seq == cursor.seq):
                         cursor.update(notice.state)
-                    for chunk in _final(cursor, event):
-                        yield chunk
-                    raise _Ended
-                yield event.frame
-                cursor.seq = event.seq
-            # A notice can carry a snapshot older than the events already sent: it was queued while the stream
-            # caught up from the log, or it arrived late (workers publish on their own connections, so out of
-            # order). Keep a snapshot only from the notice of the last event sent, or counts would step back.
-            if notice.state is not None and (not notice.events or notice.events[-1].seq == cursor.seq):
-                cursor.update(notice.state)
+                notice = sub.get_nowait()
             if cursor.dirty and time.monotonic() - cursor.sent_progress_at >= interval:
-                yield _progress(cursor)
+                pending.append(_progress(cursor))
+            if pending:
+                yield b"".join(pending)
     except _Ended:
         return
 
@@ -205,13 +225,16 @@ async def _catch_up(rt: Runtime, batch_id: UUID, cursor: Cursor) -> AsyncIterato
         events = [e for e in page if e.seq <= batch.last_seq]
         if events:
             cursor.update(service.snapshot_of(batch).to_json())
+        backlog: list[bytes] = []  # a page is one write
         for event in events:
             if event.name == COMPLETE:
-                for chunk in _final(cursor, event):
-                    yield chunk
+                backlog += _final(cursor, event)
+                yield b"".join(backlog)
                 raise _Ended
-            yield event.frame
+            backlog.append(event.frame)
             cursor.seq = event.seq
+        if backlog:
+            yield b"".join(backlog)
         if len(page) < REPLAY_PAGE:
             return
 

@@ -60,6 +60,12 @@ class Subscription:
         except TimeoutError:
             return None
 
+    def get_nowait(self) -> Notice | Marker | None:
+        """The next notice if one is queued, else None (also once cut off: `get` then says so)."""
+        if self.cut_off.is_set() or self._queue.empty():
+            return None
+        return self._queue.get_nowait()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
