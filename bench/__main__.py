@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out is None and not args.quick:
         out = Path(__file__).parent / "results.json"
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)  # a log file gets the table whole
     console.print(f"[bold]livebatch benchmarks[/] on {machine()}" + (" (quick)" if args.quick else ""))
     figures: list[Figure] = []
     for name in args.only or BENCHMARKS:
