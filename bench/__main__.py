@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import platform
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -24,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that each runs, not how fast")
     parser.add_argument("--only", action="append", choices=BENCHMARKS, help="run only this one (repeatable)")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON (default: bench/results.json)")
+    parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the figures of JSON as a table, run none")
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     out: Path | None = args.out
     if out is None and not args.quick:
         out = Path(__file__).parent / "results.json"
@@ -62,6 +68,21 @@ def table(figures: Sequence[Figure], title: str | None = None) -> Table:
             met,
         )
     return grid
+
+
+def markdown(records: Sequence[dict[str, Any]]) -> str:
+    """The README's table, from results.json."""
+
+    def number(value: float | None, unit: str = "") -> str:
+        return "" if value is None else f"{value:,.4g} {unit}".strip()
+
+    lines = ["| figure | value | baseline | ratio | target | met |", "|---|---:|---:|---:|---|---|"]
+    for r in records:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        value, baseline = number(r["value"], r["unit"]), number(r["baseline"], r["unit"])
+        lines.append(f"| {r['name']} | {value} | {baseline} | {ratio} | {r['target'] or ''} | {met} |")
+    return "\n".join(lines)
 
 
 def machine() -> str:
