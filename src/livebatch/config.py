@@ -96,7 +96,10 @@ class Settings(BaseSettings):
     public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL printed in sign-in links.")
     heartbeat_s: float = Field(default=15.0, gt=0, description="Interval of `heartbeat` events on a stream.")
     progress_interval_ms: int = Field(
-        default=250, ge=0, description="Least time between two coalesced `batch.progress` events of a stream."
+        default=250,
+        ge=0,
+        description="Least time between two coalesced `batch.progress` events of a stream "
+        "(sent with the next item event once due, alone after twice this).",
     )
     stream_buffer: int = Field(
         default=2000, ge=1, description="Events queued for one stream before a slow consumer is cut off."

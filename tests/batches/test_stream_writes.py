@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from livebatch.batches import service, stream
 from livebatch.batches.schemas import BatchCreate
 from livebatch.events.log import LoggedEvent, Notice
@@ -33,6 +35,53 @@ async def test_notices_queued_while_a_stream_was_busy_go_out_in_one_write(
 
         assert written == b"".join(e.frame for e in queued)
         assert cursor.seq == batch.last_seq + 3
+        await frames.aclose()
+        subscription.close()
+    finally:
+        await rt.aclose()
+
+
+async def test_a_due_snapshot_goes_out_with_the_next_item_event_or_alone_after_another_interval(
+    make_settings: SettingsFactory, people: dict[str, Person]
+) -> None:
+    interval_ms = 500  # wide enough for a loaded machine: the first item event must come within it
+    rt = Runtime(make_settings(progress_interval_ms=interval_ms), worker=False)  # the test plays the worker
+    await rt.start()
+    try:
+        async with rt.db.session() as session:
+            spec = BatchCreate.model_validate(batch_body(3))
+            batch = await service.create_batch(
+                session, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now()
+            )
+            await session.commit()
+        subscription = rt.bus.subscribe(str(batch.id))
+        cursor = stream.Cursor(batch.last_seq, service.snapshot_of(batch).to_json())
+        frames = stream._events(rt, batch.id, subscription, cursor)
+        await anext(frames)  # the snapshot on connect
+        seq = batch.last_seq
+
+        def notice(i: int) -> Notice:
+            event = LoggedEvent.of(seq + i, "item.started", f'{{"itemIndex":{i}}}')
+            return Notice(str(batch.id), (event,), state=f'{{"completedItems":{i}}}')
+
+        # Within the interval: the item event goes alone, and the snapshot it changed waits.
+        assert subscription.offer(notice(1))
+        assert b"event: batch.progress" not in await anext(frames)
+        # Once the interval has passed, the next item event carries the snapshot in the same write.
+        await asyncio.sleep(interval_ms / 1000)
+        assert subscription.offer(notice(2))
+        written = await anext(frames)
+        assert written.count(b"event: ") == 2
+        assert b"event: item.started" in written and b'"completedItems":2' in written
+        # With no event to carry it, a changed snapshot goes alone, two intervals after the last one.
+        assert subscription.offer(notice(3))
+        await anext(frames)
+        loop = asyncio.get_running_loop()
+        waited = loop.time()
+        alone = await anext(frames)
+        waited = loop.time() - waited
+        assert alone.count(b"event: ") == 1 and b"event: batch.progress" in alone and b'"completedItems":3' in alone
+        assert 1.5 * interval_ms / 1000 < waited < 5 * interval_ms / 1000  # not after one interval, as it was
         await frames.aclose()
         subscription.close()
     finally:

@@ -5,8 +5,9 @@ On connect: a `batch.progress` snapshot; then every logged event after `Last-Eve
 bus. The SSE `id` is the event's per-batch seq; a snapshot carries the seq it is current up to, so
 resuming from it is exact. A stream never polls: it reads the log on connect, and again only when the
 bus says it may have missed something (a hole in the seqs, or `RESYNC` after a lost peer connection).
-`batch.progress` is coalesced to one per `progress_interval_ms`, and always sent right before
-`batch.complete`, after which the stream ends; a client that has seen it gets `204` on reconnect.
+`batch.progress` is coalesced to one per `progress_interval_ms`: once due, it goes out with the next item
+event, in the same write, or alone when none has come for another interval; it is always sent right
+before `batch.complete`, after which the stream ends; a client that has seen it gets `204` on reconnect.
 """
 
 from __future__ import annotations
@@ -161,7 +162,10 @@ async def _events(rt: Runtime, batch_id: UUID, sub: Subscription, cursor: Cursor
         if cursor.dirty:
             yield _progress(cursor)
         while True:
-            timeout = max(0.0, cursor.sent_progress_at + interval - time.monotonic()) if cursor.dirty else None
+            # A snapshot sent alone is a write of its own to every stream, as dear as an item event: wait for
+            # the next event to carry it, for one more interval at most (bench/fanout.py counted them).
+            due = cursor.sent_progress_at + 2 * interval
+            timeout = max(0.0, due - time.monotonic()) if cursor.dirty else None
             try:
                 notice = await sub.get(timeout)
             except SubscriptionCutOff:
