@@ -112,8 +112,10 @@ async def test_a_stream_that_never_reads_is_cut_off_and_delays_no_one(
         assert await metric(http, CUTOFFS, 'reason="send_timeout"') == 0
 
         # When the slow client reads at last, it finds what was sent before the cut, then the end.
-        status, body, complete = await slow.read_to_end()
-        assert (status, complete) == (200, False)
+        # Whether the response also ended cleanly depends on whether its last 5 bytes still fitted in the
+        # socket (`_end_cut_off` tries for a second): either way, the events stop short of the end.
+        status, body, _ = await slow.read_to_end()
+        assert status == 200
         before_cut = parse_sse(body.decode())
         assert 0 < len(logged(before_cut)) < len(log)
         assert logged(before_cut) == log[: len(logged(before_cut))]
