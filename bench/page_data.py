@@ -17,8 +17,9 @@ from sqlalchemy import insert
 
 from livebatch.batches import progress, service
 from livebatch.batches.events import BatchComplete, ItemCompleted, ItemStarted
-from livebatch.batches.models import Batch, BatchStatus, GeneratedItem, Item, ItemStatus
+from livebatch.batches.models import Batch, GeneratedItem, Item
 from livebatch.batches.schemas import BatchCreate
+from livebatch.batches.status import BatchStatus, ItemStatus
 from livebatch.clock import iso, utcnow
 from livebatch.db import Database
 from livebatch.events.log import LogEntry
@@ -62,7 +63,7 @@ async def write_finished_batch(db: Database, owner_id: UUID, count: int) -> UUID
                 "batch_id": batch_id,
                 "idx": idx,
                 "difficulty": difficulty,
-                "status": ItemStatus.completed.value,
+                "status": ItemStatus.completed,
                 "attempts": 1,
                 "next_attempt_at": begin,
                 "dispatched_at": begin,
@@ -92,7 +93,7 @@ async def write_finished_batch(db: Database, owner_id: UUID, count: int) -> UUID
     total_ms = round((finished - started).total_seconds() * 1000)
     done = BatchComplete(
         batch_id=str(batch_id),
-        status=BatchStatus.completed.value,
+        status=BatchStatus.completed,
         total_items=count,
         completed_items=count,
         failed_items=0,
@@ -109,7 +110,7 @@ async def write_finished_batch(db: Database, owner_id: UUID, count: int) -> UUID
         owner_id=owner_id,
         course_id=COURSE,
         config=create.model_dump(by_alias=True),
-        status=BatchStatus.completed.value,
+        status=BatchStatus.completed,
         concurrency=round(RATE * DURATION_MS / 1000),
         total_items=count,
         completed_items=count,

@@ -1,6 +1,6 @@
 """Items per second through the real pipeline with a zero-latency provider, beside plain SQLAlchemy writes.
 
-livebatch's pipeline runs in this process: a worker `Runtime` (in-process Taskiq broker and bus, as the
+livebatch's pipeline runs in this process: a worker `Parts` (in-process Taskiq broker and bus, as the
 embedded default; on PostgreSQL the same in-process broker, said in the figure's name) with the offline
 provider at 0 ms latency and no failures, default concurrency (4 items of the batch at once). The clock
 runs from the transaction that creates the batch until its `batch.complete` reaches the bus. "Outside
@@ -30,18 +30,18 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.common import Figure
-from bench.scratch import Kind, scratch_database, seed, settings_for, spec
+from bench.scratch import Kind, scratch_database, seed, settings_for, spec, unqueued
 from livebatch.batches import service
 from livebatch.batches.models import Batch, GeneratedItem, Item
+from livebatch.batches.questions import Question
 from livebatch.batches.service import Limits
 from livebatch.clock import iso, utcnow
 from livebatch.db import Database
 from livebatch.events.bus import SubscriptionCutOff
 from livebatch.events.log import LogEntry, Notice
-from livebatch.generation.items import Question
 from livebatch.generation.offline import OfflineProvider, compose
 from livebatch.generation.providers import ItemRequest
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from livebatch.users.models import User
 
 COUNT, QUICK_COUNT = 10_000, 200
@@ -73,12 +73,12 @@ class TimedProvider:
         await self.inner.aclose()
 
 
-async def run_pipeline(rt: Runtime, owner: User, count: int) -> float:
+async def run_pipeline(rt: Parts, owner: User, count: int) -> float:
     """Seconds from creating a `count`-item batch to its `batch.complete` on the bus."""
     started = time.perf_counter()
-    async with rt.db.session() as session:
-        batch = await service.create_batch(session, spec(count), owner=owner, limits=rt.limits, now=rt.now())
-        await rt.commit(session)
+    async with rt.transactions.begin() as uow:
+        batch = await service.create_batch(uow, spec(count), owner=owner, limits=rt.limits, now=rt.now())
+        await uow.commit()
     # Subscribed after the commit (the id is new): the batch cannot finish before this task yields, and
     # the row is read again whenever the subscription could have missed the end.
     subscription = rt.bus.subscribe(str(batch.id))
@@ -100,19 +100,18 @@ async def _finished(db: Database, batch_id: UUID) -> bool:
     async with db.read_session() as session:
         batch = await session.get(Batch, batch_id)
         assert batch is not None
-        return batch.batch_status.is_terminal
+        return batch.status.is_terminal
 
 
 async def run_baseline(db: Database, owner: User, count: int, *, concurrency: int) -> float:
     """Seconds for the pipeline's writes of `count` items as plain transactions, `concurrency` items at once
     (the pipeline's batch concurrency), each worker taking the next item."""
-    async with db.session() as session:
-        created = await service.create_batch(
-            session, spec(count), owner=owner, limits=Limits(max_target_count=count), now=utcnow()
-        )
-        await session.commit()
+    async with unqueued(db).begin() as uow:
+        limits = Limits(max_target_count=count)
+        created = await service.create_batch(uow, spec(count), owner=owner, limits=limits, now=utcnow())
+        await uow.commit()
         batch_id = created.id
-        rows = (await session.execute(select(Item.id, Item.idx).where(Item.batch_id == batch_id))).all()
+        rows = (await uow.session.execute(select(Item.id, Item.idx).where(Item.batch_id == batch_id))).all()
     items = [item_id for item_id, _ in sorted(rows, key=lambda row: row[1])]
     content = compose(
         ItemRequest(batch_id, 0, 1, "Cardiovascular Pathology", "single-best-answer", "medium")
@@ -215,7 +214,7 @@ async def measure(kind: Kind, count: int, baseline_count: int) -> list[Figure]:
             url, data_dir, max_target_count=max(count, baseline_count), stream_buffer=4 * count + 100
         )
         provider = TimedProvider()
-        rt = Runtime(settings, worker=True, provider=provider)
+        rt = Parts(settings, worker=True, provider=provider)
         await rt.start()
         try:
             owner = await seed(rt.db)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -25,13 +25,27 @@ from livebatch.clock import utcnow
 from livebatch.config import Settings
 from livebatch.courses.service import DEMO_COURSES, seed_demo_courses
 from livebatch.db import Database
+from livebatch.events.bus import LocalBus
 from livebatch.migrate import upgrade_async
+from livebatch.uow import Transactions
 from livebatch.users.models import Role, User
 from livebatch.users.service import ensure_user
 
 Kind = Literal["sqlite", "postgresql"]
 COURSE = DEMO_COURSES[0][0]
 JWT_SECRET = "bench-secret-0123456789-0123456789-0123456789"
+
+
+class _Nowhere:
+    """A work queue that queues nothing: batches made here are data, not work."""
+
+    async def enqueue(self, item_ids: Sequence[uuid.UUID]) -> None:
+        pass
+
+
+def unqueued(db: Database) -> Transactions:
+    """Units of work that publish to nobody and queue nothing."""
+    return Transactions(db, LocalBus(), _Nowhere())
 
 
 @asynccontextmanager
@@ -117,8 +131,9 @@ def spec(count: int) -> BatchCreate:
 async def bulk_batch(db: Database, owner: User, count: int, *, done: int, status: str = "running") -> Batch:
     """A batch of `count` items, `done` of them completed, made by the database itself in one statement
     (INSERT ... SELECT over a generated series): fast for 100 000 items, and a snapshot does not care how."""
-    async with db.session() as session:
-        batch = await service.create_batch(session, spec(1), owner=owner, limits=Limits(), now=utcnow())
+    async with unqueued(db).begin() as uow:
+        session = uow.session
+        batch = await service.create_batch(uow, spec(1), owner=owner, limits=Limits(), now=utcnow())
         await session.execute(delete(Item).where(Item.batch_id == batch.id))
         numbers = select(literal(0).label("n")).cte("numbers", recursive=True)
         numbers = numbers.union_all(select(numbers.c.n + 1).where(numbers.c.n < count - 1))

@@ -1,7 +1,7 @@
 """Time to build a progress snapshot (what GET and a stream's connect do) for batches of 10 to 100 000 items.
 
 The snapshot is what `batches/api.py` and `batches/stream.py` build: a read session, the owned batch
-(`service.get_owned_batch`), `service.snapshot_of` and its JSON. Batches of 10, 1 000 and 100 000 items
+(`reads.get_owned_batch`), `snapshot_of` and its JSON. Batches of 10, 1 000 and 100 000 items
 (60 % completed) are inserted by the database itself, on SQLite and on a scratch PostgreSQL database.
 The calls are interleaved round-robin over the sizes, so that drift on a busy machine hits each alike;
 the figure is the median. Flat means the largest batch within 1.5x of the smallest.
@@ -15,7 +15,8 @@ from uuid import UUID
 
 from bench.common import Figure, median
 from bench.scratch import Kind, bulk_batch, scratch_database, seed
-from livebatch.batches import service
+from livebatch.batches import reads
+from livebatch.batches.lifecycle import snapshot_of
 from livebatch.db import Database
 from livebatch.users.models import User
 
@@ -25,8 +26,8 @@ QUICK_SIZES = (10, 1_000)
 
 async def snapshot_json(db: Database, batch_id: UUID, owner: User) -> str:
     async with db.read_session() as session:
-        batch = await service.get_owned_batch(session, batch_id, owner)
-        return service.snapshot_of(batch).to_json()
+        batch = await reads.get_owned_batch(session, batch_id, owner)
+        return snapshot_of(batch).to_json()
 
 
 async def measure(kind: Kind, sizes: tuple[int, ...], rounds: int) -> dict[int, float]:

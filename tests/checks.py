@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from uuid import UUID
 
@@ -12,8 +14,11 @@ from sqlalchemy import func, select
 
 from livebatch.batches.models import Batch, GeneratedItem, Item
 from livebatch.db import Database
+from livebatch.events.bus import LocalBus
 from livebatch.events.log import LogEntry
-from livebatch.runtime import Runtime
+from livebatch.generation.worker import Worker
+from livebatch.parts import Parts
+from livebatch.uow import Transactions, UnitOfWork
 
 TERMINAL = {"completed", "completed_with_errors", "failed", "cancelled"}
 
@@ -42,7 +47,7 @@ async def assert_consistent(db: Database, batch_id: UUID | str) -> Batch:
     seqs = [seq for seq, _, _ in events]
     assert seqs == list(range(1, batch.last_seq + 1)), "seqs must be 1..last_seq with no gap or repeat"
     async with db.read_session() as session:
-        statuses = Counter(
+        statuses: Counter[str] = Counter(
             dict(
                 (
                     await session.execute(
@@ -76,8 +81,28 @@ async def assert_consistent(db: Database, batch_id: UUID | str) -> Batch:
     return batch
 
 
+class Unqueued:
+    """Units of work whose dispatched items are queued nowhere, only kept in `dispatched`: for driving the
+    services by hand, or leaving work behind as a process that died before it queued it would."""
+
+    def __init__(self, db: Database) -> None:
+        self.dispatched: list[UUID] = []
+        self._transactions = Transactions(db, LocalBus(), self)
+
+    async def enqueue(self, item_ids: Sequence[UUID]) -> None:
+        self.dispatched.extend(item_ids)
+
+    def begin(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        return self._transactions.begin()
+
+
+def worker_of(parts: Parts) -> Worker:
+    assert parts.worker is not None, "these parts do no item work"
+    return parts.worker
+
+
 async def wait_for_status(
-    rt: Runtime, batch_id: UUID | str, statuses: set[str] | None = None, timeout: float = 60
+    rt: Parts, batch_id: UUID | str, statuses: set[str] | None = None, timeout: float = 60
 ) -> Batch:
     """Waits (woken by the bus, checking the database at least twice a second) until the batch reaches
     one of `statuses` (default: any final one); fails after `timeout` seconds."""

@@ -33,7 +33,7 @@ from livebatch.config import Settings
 from livebatch.courses.service import seed_demo_courses
 from livebatch.db import Database
 from livebatch.migrate import upgrade
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from livebatch.users.models import Role, User
 from livebatch.users.service import ensure_user
 
@@ -199,18 +199,18 @@ def settings(make_settings: SettingsFactory) -> Settings:
 
 
 @pytest.fixture
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    rt = Runtime(settings, worker=True)
+async def parts(settings: Settings) -> AsyncIterator[Parts]:
+    rt = Parts(settings, worker=True)
     await rt.start()
     yield rt
     await rt.aclose()
 
 
 @pytest.fixture
-async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+async def client(parts: Parts) -> AsyncIterator[httpx.AsyncClient]:
     """The app in process, for plain JSON endpoints (ASGITransport buffers streams: SSE tests use
     `live_server`)."""
-    app = create_app(runtime=runtime)
+    app = create_app(parts=parts)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
         yield http
 

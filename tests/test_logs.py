@@ -17,7 +17,7 @@ logging.getLogger("uvicorn.error").info("Application startup complete.")
 try:
     1 / 0
 except ZeroDivisionError:
-    logging.getLogger("livebatch.runtime").exception("it broke")
+    logging.getLogger("livebatch.parts").exception("it broke")
 logging.getLogger("livebatch.noise").debug("not shown at INFO")
 """
 
@@ -28,7 +28,7 @@ def test_logs_are_json_lines_when_stderr_is_not_a_terminal() -> None:
     assert [(e["level"], e["logger"], e["message"]) for e in entries] == [
         ("info", "livebatch.worker", "item 7 done"),
         ("info", "uvicorn.error", "Application startup complete."),
-        ("error", "livebatch.runtime", "it broke"),
+        ("error", "livebatch.parts", "it broke"),
     ]
     assert entries[0]["batch_id"] == "b-1"  # fields given as `extra` become keys
     assert "ZeroDivisionError" in entries[2]["exception"]

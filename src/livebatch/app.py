@@ -1,28 +1,29 @@
-"""The FastAPI application: routes, the error shape, limits, health and metrics, and the lifespan
-that builds (and tears down) the process's runtime."""
+"""The FastAPI application: it composes. The parts come from `Parts` (parts.py), built in the lifespan
+(or given, by a test or `livebatch demo`); the routers, the error shape and the body limit are added here.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from livebatch import __version__
+from livebatch import __version__, operations
 from livebatch.batches import api as batches_api
-from livebatch.batches import stream
+from livebatch.batches.stream import BatchStreams
 from livebatch.config import Settings
+from livebatch.deps import WebParts
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
-from livebatch.runtime import Runtime
+from livebatch.events.transport import install_log_filter
+from livebatch.parts import Parts
 from livebatch.users import api as users_api
 from livebatch.web import pages
 
@@ -37,36 +38,27 @@ _HTTP_CODES = {
 }
 
 
-def create_app(
-    settings: Settings | None = None, *, worker: bool | None = None, runtime: Runtime | None = None
-) -> FastAPI:
-    """The app. `worker` (default: only when embedded) makes this process also run item work;
-    a given `runtime` is used as is and left for the caller to close."""
-    settings = settings or (runtime.settings if runtime else Settings())
+def create_app(settings: Settings | None = None, *, worker: bool | None = None, parts: Parts | None = None) -> FastAPI:
+    """The app. `worker` (default: only when embedded) makes this process also run item work; given
+    `parts` are used as they are and left for the caller to start and close."""
+    settings = settings or (parts.settings if parts else Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if runtime is not None:
-            yield  # set below, so that a client that runs no lifespan (httpx.ASGITransport) finds it too
+        if parts is not None:
+            yield  # set below, so that a client that runs no lifespan (httpx.ASGITransport) finds them too
             return
         if settings.is_sqlite:
             from livebatch.migrate import upgrade_async  # Alembic only where it runs: embedded
 
             await upgrade_async(settings.effective_database_url)
-        rt = Runtime(settings, worker=settings.redis_url is None if worker is None else worker)
-        await rt.start()
-        app.state.runtime = rt
+        built = Parts(settings, worker=settings.redis_url is None if worker is None else worker)
+        await built.start()
+        app.state.web = web_parts(built)
         try:
             yield
         finally:
-            if rt.worker:
-                # Stopped on purpose (SIGTERM, Ctrl+C): like `livebatch worker`, let the attempts in flight
-                # finish and hand back what was received but not started, so that a restart neither waits
-                # for leases to expire nor counts those attempts as failed.
-                logger.info("stopping: finishing the attempts in flight")
-                if not await rt.drain(rt.generation_deadline_s + 5):
-                    logger.warning("attempts still running at exit; their items are retried once their lease expires")
-            await rt.aclose()
+            await built.stop()
 
     app = FastAPI(
         title="livebatch",
@@ -74,71 +66,32 @@ def create_app(
         summary="Launch a batch of AI-generated exam items and watch it live.",
         lifespan=lifespan,
     )
-    if runtime is not None:
-        app.state.runtime = runtime  # also without a lifespan run (httpx's ASGITransport runs none)
-    logging.getLogger("uvicorn.error").addFilter(stream.QUIET_CUT_OFFS)  # added once, however many apps
+    if parts is not None:
+        app.state.web = web_parts(parts)  # also without a lifespan run (httpx's ASGITransport runs none)
+    install_log_filter()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
-    _add_operations(app)
+    app.include_router(operations.router)
     _add_error_handlers(app)
     return app
 
 
-def _add_operations(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["operations"], responses={503: {"description": "A dependency is unreachable"}})
-    async def readyz(request: Request) -> JSONResponse:
-        """The database (and Redis, when configured) answer within a couple of seconds."""
-        rt: Runtime = request.app.state.runtime
-
-        async def database() -> None:
-            async with rt.db.read_session() as session:
-                await session.execute(text("SELECT 1"))
-
-        checks = {"database": await _probe(database)}
-        ping = getattr(rt.bus, "ping", None)
-        if ping is not None:
-            checks["redis"] = await _probe(ping)
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
-        )
-
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def metrics(request: Request) -> Response:
-        """Prometheus metrics: this process's, then the cluster's from the database."""
-        rt: Runtime = request.app.state.runtime
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                async with rt.db.read_session() as session:
-                    body = await rt.metrics.render(session)
-        except Exception as exc:
-            # The database is away: this process's own figures are still worth scraping.
-            logger.warning("metrics without the database figures (%s)", type(exc).__name__)
-            body = rt.metrics.render_process()
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-
-READY_TIMEOUT_S = 2.0
-
-
-async def _probe(check: Callable[[], Awaitable[object]]) -> str:
-    """ "ok", or why not: a dependency that does not answer in time counts as down."""
-    try:
-        async with asyncio.timeout(READY_TIMEOUT_S):
-            await check()
-    except TimeoutError:
-        return "unavailable: no answer"
-    except Exception as exc:
-        return f"unavailable: {type(exc).__name__}"
-    return "ok"
+def web_parts(parts: Parts) -> WebParts:
+    """What the endpoints may ask for (deps.py), from the process's parts."""
+    streams = BatchStreams(db=parts.db, bus=parts.bus, metrics=parts.metrics, settings=parts.settings)
+    return WebParts(
+        settings=parts.settings,
+        clock=parts.now,
+        db=parts.db,
+        bus=parts.bus,
+        transactions=parts.transactions,
+        limits=parts.limits,
+        streams=streams,
+        metrics=parts.metrics,
+    )
 
 
 def _add_error_handlers(app: FastAPI) -> None:

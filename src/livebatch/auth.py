@@ -17,9 +17,9 @@ import jwt
 from fastapi import Depends, Request
 
 from livebatch.config import Settings
-from livebatch.db import ReadSessionDep
+from livebatch.deps import ReadSessionDep, SettingsDep
 from livebatch.errors import Forbidden, Unauthorized
-from livebatch.users import repository
+from livebatch.users import service
 from livebatch.users.models import Role, User
 
 COOKIE = "livebatch_session"
@@ -69,11 +69,6 @@ def decode_token(settings: Settings, token: str) -> dict[str, Any]:
     return claims
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.runtime.settings
-    return settings
-
-
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -91,8 +86,7 @@ def check_same_site(request: Request, settings: Settings) -> None:
     raise Forbidden("Cross-site request refused: a request signed in by cookie must send its Origin.")
 
 
-async def identify(request: Request, session: ReadSessionDep) -> Identity:
-    settings = _settings(request)
+async def identify(request: Request, session: ReadSessionDep, settings: SettingsDep) -> Identity:
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -108,7 +102,7 @@ async def identify(request: Request, session: ReadSessionDep) -> Identity:
         user_id = UUID(str(claims["sub"]))
     except ValueError:
         raise Unauthorized("The token's subject is not a user id.") from None
-    user = await repository.get_user(session, user_id)
+    user = await service.get_user(session, user_id)
     # End the read transaction here, so that its connection goes back to the pool while the endpoint
     # works. Held, it would make a stream or a writing endpoint take a second connection, and a burst of
     # requests as large as the pool would wait on one another until the pool timed out (500s after 30 s).

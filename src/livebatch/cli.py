@@ -93,27 +93,26 @@ def worker(
 async def _work_until_signalled(settings: Settings, metrics_port: int | None, metrics_host: str) -> None:
     import logging
 
-    from livebatch.runtime import Runtime
+    from livebatch.parts import Parts
 
     logger = logging.getLogger("livebatch.worker")
-    rt = Runtime(settings, worker=True)
+    parts = Parts(settings, worker=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    signalled = False
     try:
         # The metrics port first: a port already taken fails the start before this worker takes any work.
-        port = rt.metrics.serve_process_metrics(metrics_port, metrics_host) if metrics_port is not None else None
-        await rt.start()
+        port = parts.metrics.serve_process_metrics(metrics_port, metrics_host) if metrics_port is not None else None
+        await parts.start()
         logger.info("worker up", extra={"max_concurrency": settings.max_concurrency, "metrics_port": port})
         await stop.wait()
-        logger.info("stopping: finishing the attempts in flight")
-        # An attempt never runs longer than the generation deadline; past it, its lease expires anyway.
-        if not await rt.drain(rt.generation_deadline_s + 5):
-            logger.warning("attempts still running at exit; their items are retried once their lease expires")
+        signalled = True
     finally:
-        rt.metrics.close()
-        await rt.aclose()
+        # Signalled: finish the attempts in flight first. Failed: close at once.
+        await (parts.stop() if signalled else parts.aclose())
+        parts.metrics.close()
     logger.info("worker stopped")
 
 

@@ -2,19 +2,17 @@
 
 SQLite needs care with several async writers: the driver must not open transactions by itself, and
 every writing transaction starts with `BEGIN IMMEDIATE` so that a read-then-write never loses an update
-(NOTES.md measured 3-4 % lost increments otherwise). Readers use a second engine that begins deferred,
+(docs/stack-notes.md: 3-4 % lost increments otherwise). Readers use a second engine that begins deferred,
 so streams and GETs never wait for the write lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from fastapi import Depends, Request
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -94,24 +92,3 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-def _database(request: Request) -> Database:
-    db: Database = request.app.state.runtime.db
-    return db
-
-
-async def _session(db: Annotated[Database, Depends(_database)]) -> AsyncIterator[AsyncSession]:
-    async with db.session() as session:
-        yield session
-
-
-async def _read_session(db: Annotated[Database, Depends(_database)]) -> AsyncIterator[AsyncSession]:
-    async with db.read_session() as session:
-        yield session
-
-
-# scope="function": the session closes when the endpoint returns, not when the response has been sent,
-# so an SSE stream or a streamed export holds no pooled connection for its whole life.
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
-ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]

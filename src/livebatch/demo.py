@@ -16,7 +16,8 @@ from livebatch.batches import service
 from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
 from livebatch.config import Settings
 from livebatch.courses.service import DEMO_COURSES, seed_demo_courses
-from livebatch.runtime import Runtime
+from livebatch.migrate import upgrade_async
+from livebatch.parts import Parts
 from livebatch.users.models import Role
 from livebatch.users.service import create_sign_in_link, ensure_user
 
@@ -39,7 +40,19 @@ async def run_demo(settings: Settings, console: Console, *, port: int, count: in
         port += 1
     if settings.public_url == Settings.model_fields["public_url"].default:
         settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
-    app = create_app(settings)
+    if settings.is_sqlite:
+        await upgrade_async(settings.effective_database_url)
+    parts = Parts(settings, worker=settings.redis_url is None)
+    await parts.start()
+    try:
+        await _serve(parts, console, host=host, port=port, count=count)
+    finally:
+        await parts.stop()
+
+
+async def _serve(parts: Parts, console: Console, *, host: str, port: int, count: int) -> None:
+    settings = parts.settings
+    app = create_app(parts=parts)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=3))
     serving = asyncio.create_task(server.serve())
     while not server.started:
@@ -47,8 +60,8 @@ async def run_demo(settings: Settings, console: Console, *, port: int, count: in
             await serving  # start-up failed: show why
             return
         await asyncio.sleep(0.05)
-    rt: Runtime = app.state.runtime
-    async with rt.db.session() as session:
+    async with parts.transactions.begin() as uow:
+        session = uow.session
         await seed_demo_courses(session)
         owner = await ensure_user(session, DEMO_USER, Role.faculty)
         spec = BatchCreate(
@@ -58,16 +71,16 @@ async def run_demo(settings: Settings, console: Console, *, port: int, count: in
         )
         # One person on their own machine: batches left running by earlier demos (stopped with Ctrl-C) resume
         # on their own, and must not hold a new demo back the way the per-user cap does on a shared server.
-        limits = replace(rt.limits, max_active_batches=sys.maxsize)
-        batch = await service.create_batch(session, spec, owner=owner, limits=limits, now=rt.now())
+        limits = replace(parts.limits, max_active_batches=sys.maxsize)
+        batch = await service.create_batch(uow, spec, owner=owner, limits=limits, now=parts.now())
         secret = await create_sign_in_link(
             session,
             owner,
             next_path=f"/faculty/generate/batch/{batch.id}",
-            now=rt.now(),
+            now=parts.now(),
             ttl=timedelta(seconds=settings.login_link_ttl_s),
         )
-        await rt.commit(session)
+        await uow.commit()
     console.print(f"\n[bold]livebatch[/] is serving on {settings.public_url} (data in {settings.data_dir})")
     console.print(f"Demo batch {batch.id}: {count} items for {DEMO_COURSES[0][2]}, running now.\n")
     console.print("[bold]Open this sign-in link to watch it live[/] (it works once, for a few minutes):")

@@ -10,21 +10,23 @@ from uuid import UUID
 from pydantic import ValidationError
 from rich.console import Console
 
-from livebatch.batches import repository, service
-from livebatch.batches.models import Batch, BatchStatus
+from livebatch.batches import reads, service
+from livebatch.batches.lifecycle import snapshot_of
+from livebatch.batches.models import Batch
 from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
+from livebatch.batches.status import BatchStatus
 from livebatch.client import ApiError, BatchClient
 from livebatch.config import Settings
-from livebatch.courses.service import DEMO_COURSES, get_course, seed_demo_courses
+from livebatch.courses.service import ensure_demo_course
 from livebatch.errors import BadRequest, LivebatchError
 from livebatch.events.bus import Marker, SubscriptionCutOff
 from livebatch.migrate import upgrade_async
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from livebatch.terminal import ProgressView, format_summary
 from livebatch.users.models import Role
 from livebatch.users.service import ensure_user
 
-FINISHED_OK = (BatchStatus.completed.value, BatchStatus.completed_with_errors.value)
+FINISHED_OK = (BatchStatus.completed, BatchStatus.completed_with_errors)
 
 
 async def run_headless(
@@ -39,18 +41,18 @@ async def run_headless(
 ) -> int:
     if settings.is_sqlite:
         await upgrade_async(settings.effective_database_url)
-    rt = Runtime(settings, worker=True)
-    await rt.start()
+    parts = Parts(settings, worker=True)
+    await parts.start()
     try:
         try:
-            batch = await _create_or_find(rt, count=count, email=user, course=course, batch_id=batch_id, mix=mix)
+            batch = await _create_or_find(parts, count=count, email=user, course=course, batch_id=batch_id, mix=mix)
         except LivebatchError as exc:
             console.print(f"[red]{exc.message}")
             return 2
         console.print(f"batch {batch.id}: {batch.total_items} items, status {batch.status}")
-        final = await _follow_locally(rt, console, batch)
+        final = await _follow_locally(parts, console, batch)
     finally:
-        await rt.aclose()
+        await parts.aclose()
     console.print(format_summary(str(batch.id), final), soft_wrap=True)
     if final.get("errorMessage"):
         console.print(f"[red]{final['errorMessage']}", soft_wrap=True)
@@ -58,18 +60,17 @@ async def run_headless(
 
 
 async def _create_or_find(
-    rt: Runtime, *, count: int, email: str, course: str, batch_id: str | None, mix: tuple[int, int, int]
+    parts: Parts, *, count: int, email: str, course: str, batch_id: str | None, mix: tuple[int, int, int]
 ) -> Batch:
-    async with rt.db.session() as session:
-        owner = await ensure_user(session, email, Role.faculty)
+    async with parts.transactions.begin() as uow:
+        owner = await ensure_user(uow.session, email, Role.faculty)
         if batch_id is not None:
-            batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), owner)
+            batch = await reads.get_owned_batch(uow.session, service.parse_batch_id(batch_id), owner)
         else:
-            if await get_course(session, course) is None and course in {c[0] for c in DEMO_COURSES}:
-                await seed_demo_courses(session)
+            await ensure_demo_course(uow.session, course)
             spec = _spec(course, count, mix)
-            batch = await service.create_batch(session, spec, owner=owner, limits=rt.limits, now=rt.now())
-        await rt.commit(session)
+            batch = await service.create_batch(uow, spec, owner=owner, limits=parts.limits, now=parts.now())
+        await uow.commit()
         return batch
 
 
@@ -94,18 +95,18 @@ def _spec(course: str, count: int, mix: tuple[int, int, int]) -> BatchCreate:
         raise BadRequest("; ".join(problems)) from None
 
 
-async def _follow_locally(rt: Runtime, console: Console, batch: Batch) -> dict[str, Any]:
+async def _follow_locally(parts: Parts, console: Console, batch: Batch) -> dict[str, Any]:
     """Shows progress from the bus, and from the database once a second (another process may be doing
     the work, and its notices do not reach this one)."""
     topic = str(batch.id)
-    subscription = rt.bus.subscribe(topic)
+    subscription = parts.bus.subscribe(topic)
     shown_status: str | None = None
     with ProgressView(console, batch.total_items) as view:
         try:
             while True:
-                current = await _read(rt, batch.id)
-                view.update(json.loads(service.snapshot_of(current).to_json()))
-                if current.batch_status.is_terminal:
+                current = await _read(parts, batch.id)
+                view.update(json.loads(snapshot_of(current).to_json()))
+                if current.status.is_terminal:
                     return _complete_of(current)
                 if current.status != shown_status:
                     # Paused, nothing moves until someone resumes it: say so rather than look hung.
@@ -118,7 +119,7 @@ async def _follow_locally(rt: Runtime, console: Console, batch: Batch) -> dict[s
                     notice = await subscription.get(timeout=1.0)
                 except SubscriptionCutOff:
                     subscription.close()
-                    subscription = rt.bus.subscribe(topic)
+                    subscription = parts.bus.subscribe(topic)
                     continue
                 if notice is None or isinstance(notice, Marker):
                     continue
@@ -129,9 +130,9 @@ async def _follow_locally(rt: Runtime, console: Console, batch: Batch) -> dict[s
             subscription.close()
 
 
-async def _read(rt: Runtime, batch_id: UUID) -> Batch:
-    async with rt.db.read_session() as session:
-        batch = await repository.get_batch(session, batch_id)
+async def _read(parts: Parts, batch_id: UUID) -> Batch:
+    async with parts.db.read_session() as session:
+        batch = await reads.get_batch(session, batch_id)
     assert batch is not None
     return batch
 

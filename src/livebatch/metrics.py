@@ -1,4 +1,4 @@
-"""Prometheus metrics, registries per runtime (several apps in one test process do not mix figures).
+"""Prometheus metrics, registries per process's parts (several apps in one test process do not mix figures).
 
 Two kinds. Process figures (open streams, events delivered, generation latency) count what this process
 did: an API instance serves them at `/metrics`, a worker on `livebatch worker --metrics-port`; sum them
@@ -14,6 +14,7 @@ grows.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -25,9 +26,6 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from livebatch.batches import repository
 
 
 class Metrics:
@@ -96,14 +94,14 @@ class Metrics:
     def observe_generation(self, seconds: float, outcome: str) -> None:
         self.generation_seconds.labels(outcome).observe(seconds)
 
-    async def render(self, session: AsyncSession) -> bytes:
-        """Refreshes the database-backed gauges and renders the text exposition format."""
-        for status, value in (await repository.items_of_all_batches(session)).items():
-            self.items.labels(status.value).set(value)
+    def render(self, *, items: Mapping[str, int], batches: Mapping[str, int], queue_depth: int) -> bytes:
+        """Sets the cluster gauges to figures read from the database, and renders the text exposition format."""
+        for status, value in items.items():
+            self.items.labels(status).set(value)
         self.batches.clear()
-        for batch_status, n in (await repository.count_batches_by_status(session)).items():
-            self.batches.labels(batch_status).set(n)
-        self.queue_depth.set(await repository.count_queued(session))
+        for status, n in batches.items():
+            self.batches.labels(status).set(n)
+        self.queue_depth.set(queue_depth)
         return generate_latest(self.registry) + generate_latest(self.cluster)
 
     def render_process(self) -> bytes:

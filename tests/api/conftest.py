@@ -10,24 +10,24 @@ import httpx
 import pytest
 
 from livebatch.config import Settings
-from livebatch.runtime import Runtime
-from tests.checks import wait_for_status
+from livebatch.parts import Parts
+from tests.checks import wait_for_status, worker_of
 from tests.conftest import Person, batch_body
 
 BATCH = "/api/v1/generation/batch"
 
 
 @pytest.fixture
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """The shared fixture's runtime, closed only once no item is mid-attempt: cancelling an attempt in
+async def parts(settings: Settings) -> AsyncIterator[Parts]:
+    """The shared fixture's parts, closed only once no item is mid-attempt: cancelling an attempt in
     the middle of its SQLite transaction can leave the other writers waiting out their 30 s busy
     timeout inside aclose() (seen as 30 s teardowns)."""
-    rt = Runtime(settings, worker=True)
+    rt = Parts(settings, worker=True)
     await rt.start()
     yield rt
     async with asyncio.timeout(30):
         for _ in range(settings.max_concurrency):  # every slot back: no attempt is running
-            await rt.slots.acquire()
+            await worker_of(rt).slots.acquire()
     await rt.aclose()
 
 
@@ -38,8 +38,8 @@ async def create(client: httpx.AsyncClient, person: Person, count: int = 3, **kw
     return created
 
 
-async def finished(client: httpx.AsyncClient, runtime: Runtime, person: Person, count: int = 3) -> dict[str, Any]:
+async def finished(client: httpx.AsyncClient, parts: Parts, person: Person, count: int = 3) -> dict[str, Any]:
     """A batch that has run to its end."""
     batch = await create(client, person, count)
-    await wait_for_status(runtime, batch["id"])
+    await wait_for_status(parts, batch["id"])
     return batch

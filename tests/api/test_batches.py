@@ -9,9 +9,9 @@ import pytest
 
 from livebatch.config import Settings
 from livebatch.generation.offline import OfflineProvider
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from tests.api.conftest import BATCH, create, finished
-from tests.checks import assert_consistent, event_log, load_batch, wait_for_status, wait_until
+from tests.checks import assert_consistent, event_log, load_batch, wait_for_status, wait_until, worker_of
 from tests.conftest import COURSE, Person, SettingsFactory, batch_body
 from tests.stream.support import SNAPSHOT, assert_error
 
@@ -27,11 +27,16 @@ MOCK_BATCH_JOB = {
     "started_at",
     "created_at",
 }
-BATCH_KEYS = MOCK_BATCH_JOB | {"completed_at", "course", "error_message", "snapshot"}
+# Beyond the fixture: what the page shows without a copy of the server's rules (the status in words, whether it
+# is over, the controls it allows).
+BATCH_KEYS = MOCK_BATCH_JOB | {
+    *("completed_at", "course", "error_message", "snapshot"),
+    *("statusLabel", "finished", "allowedActions"),
+}
 DETAIL_KEYS = BATCH_KEYS | {"items", "lastEventId"}
 CONFIG_KEYS = {"targetCount", "courseId", "questionType", "difficultyDistribution"}
 FEED_KEYS = {"itemId", "itemIndex", "status", "generationId", "errorMessage", "durationMs", "timestamp"}
-FEED_EXTRA = {"errorKind", "retryCount", "willRetry"}  # the retry information, beyond the brief
+FEED_EXTRA = {"errorKind", "retryCount", "willRetry", "stopped"}  # the retry information, beyond the brief
 GENERATED_KEYS = {
     "generationId",
     "itemId",
@@ -64,21 +69,22 @@ async def test_create_batch_answers_201_with_the_batch(client: httpx.AsyncClient
         0,
     )
     assert batch["course"] == {"id": COURSE, "code": "CVP-301", "title": "Cardiovascular Pathology"}
+    assert (batch["statusLabel"], batch["finished"], batch["allowedActions"]) == ("Queued", False, ["pause", "cancel"])
     assert set(batch["snapshot"]) == SNAPSHOT and batch["snapshot"]["pendingItems"] == 5
     assert batch["started_at"] is None and batch["completed_at"] is None
 
 
 async def test_read_batch_has_everything_the_page_needs_on_load(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
-    batch = await finished(client, runtime, people["faculty"], 4)
+    batch = await finished(client, parts, people["faculty"], 4)
     response = await client.get(f"{BATCH}/{batch['id']}", headers=people["faculty"].headers)
     assert response.status_code == 200
     detail = response.json()
     assert set(detail) == DETAIL_KEYS
     assert set(detail["config"]) == CONFIG_KEYS
     assert detail["status"] == "completed" and detail["started_at"] and detail["completed_at"]
-    log = await event_log(runtime.db, batch["id"])
+    log = await event_log(parts.db, batch["id"])
     assert detail["lastEventId"] == log[-1][0]
     assert set(detail["snapshot"]) == SNAPSHOT and detail["snapshot"]["completedItems"] == 4
     # The feed, oldest first, one row per item as the page's reducer would hold it after the log.
@@ -129,7 +135,7 @@ async def test_list_batches_is_the_owners_history_newest_first_in_pages(
 
 
 async def test_pause_resume_and_cancel_move_the_batch_and_log_why(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     faculty = people["faculty"]
     batch = await create(client, faculty, 200)
@@ -141,10 +147,10 @@ async def test_pause_resume_and_cancel_move_the_batch_and_log_why(
     assert resumed.status_code == 200 and resumed.json()["status"] in ("queued", "running")
     cancelled = await client.post(f"{url}/cancel", headers=faculty.headers)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    names = [name for _, name, _ in await event_log(runtime.db, batch["id"])]
+    names = [name for _, name, _ in await event_log(parts.db, batch["id"])]
     assert names.count("batch.paused") == names.count("batch.resumed") == names.count("batch.complete") == 1
     assert names[-1] == "batch.complete"
-    await assert_consistent(runtime.db, batch["id"])
+    await assert_consistent(parts.db, batch["id"])
 
 
 REFUSED = {
@@ -156,26 +162,26 @@ REFUSED = {
 
 
 async def test_a_control_that_does_not_apply_is_409_and_changes_nothing(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     faculty = people["faculty"]
     batches = {state: await create(client, faculty, 3 if state == "completed" else 200) for state in REFUSED}
-    await wait_for_status(runtime, batches["completed"]["id"])
+    await wait_for_status(parts, batches["completed"]["id"])
     await client.post(f"{BATCH}/{batches['paused']['id']}/pause", headers=faculty.headers)
     await client.post(f"{BATCH}/{batches['cancelled']['id']}/cancel", headers=faculty.headers)
 
     async def settled() -> bool:  # a paused batch still records the attempts it had in flight
-        return (await load_batch(runtime.db, batches["paused"]["id"])).in_progress_items == 0
+        return (await load_batch(parts.db, batches["paused"]["id"])).in_progress_items == 0
 
     await wait_until(settled)
     for state, actions in REFUSED.items():
-        seen = await load_batch(runtime.db, batches[state]["id"])
+        seen = await load_batch(parts.db, batches[state]["id"])
         for action in actions:
             response = await client.post(f"{BATCH}/{batches[state]['id']}/{action}", headers=faculty.headers)
             assert response.status_code == 409, f"{action} on a {state} batch"
             assert_error(response, 409, "INVALID_STATE")
             assert state in response.json()["error"]["message"]
-        after = await load_batch(runtime.db, batches[state]["id"])
+        after = await load_batch(parts.db, batches[state]["id"])
         assert after.status == state or state == "running"
         if state != "running":  # a running batch moves on by itself; the others must not have moved
             assert after.last_seq == seen.last_seq
@@ -183,30 +189,31 @@ async def test_a_control_that_does_not_apply_is_409_and_changes_nothing(
 
 
 async def test_retry_failed_runs_the_failed_items_again(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
-    assert isinstance(runtime.provider, OfflineProvider)
-    runtime.provider.failure_rate = 1.0  # the provider is down: every attempt fails
+    provider = worker_of(parts).provider
+    assert isinstance(provider, OfflineProvider)
+    provider.failure_rate = 1.0  # the provider is down: every attempt fails
     faculty = people["faculty"]
     batch = await create(client, faculty, 3)
-    failed = await wait_for_status(runtime, batch["id"])
+    failed = await wait_for_status(parts, batch["id"])
     assert (failed.status, failed.failed_items) == ("failed", 3)
-    runtime.provider.failure_rate = 0.0  # and back
+    provider.failure_rate = 0.0  # and back
     response = await client.post(f"{BATCH}/{batch['id']}/retry-failed", headers=faculty.headers)
     assert response.status_code == 200 and response.json()["status"] == "running"
     assert response.json()["failed_items"] == 0 and response.json()["error_message"] is None
-    done = await wait_for_status(runtime, batch["id"])
+    done = await wait_for_status(parts, batch["id"])
     assert (done.status, done.completed_items, done.failed_items) == ("completed", 3, 0)
-    retried = [p for _, name, p in await event_log(runtime.db, batch["id"]) if name == "batch.retried"]
+    retried = [p for _, name, p in await event_log(parts.db, batch["id"]) if name == "batch.retried"]
     assert [p["retriedItems"] for p in retried] == [3]
-    await assert_consistent(runtime.db, batch["id"])
+    await assert_consistent(parts.db, batch["id"])
 
 
 async def test_generated_items_come_in_pages_by_item_index(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     faculty = people["faculty"]
-    batch = await finished(client, runtime, faculty, 5)
+    batch = await finished(client, parts, faculty, 5)
     url = f"{BATCH}/{batch['id']}/items"
 
     async def page(**params: int) -> tuple[list[int], int | None]:
@@ -229,10 +236,10 @@ async def test_generated_items_come_in_pages_by_item_index(
 
 
 async def test_export_is_one_generated_item_per_json_line(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     faculty = people["faculty"]
-    batch = await finished(client, runtime, faculty, 4)
+    batch = await finished(client, parts, faculty, 4)
     response = await client.get(f"{BATCH}/{batch['id']}/items.jsonl", headers=faculty.headers)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/x-ndjson"

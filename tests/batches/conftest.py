@@ -1,4 +1,4 @@
-"""Fixtures for driving the pipeline in this process: a runtime per test with its own settings and a
+"""Fixtures for driving the pipeline in this process: the parts of a worker process per test with its own settings and a
 provider that can be watched (and held) from the outside."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 
 from livebatch.batches import service
 from livebatch.batches.models import Batch
+from livebatch.batches.questions import Question
 from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
-from livebatch.generation.items import Question
 from livebatch.generation.offline import OfflineProvider
 from livebatch.generation.providers import GenerationError, ItemRequest, Provider
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from livebatch.users.models import User
 from tests.conftest import COURSE, Person, SettingsFactory
 
@@ -80,17 +80,17 @@ class ProbeProvider:
         await self.inner.aclose()
 
 
-RuntimeFactory = Callable[..., Awaitable[Runtime]]
+PartsFactory = Callable[..., Awaitable[Parts]]
 
 
 @pytest.fixture
-async def open_runtime(make_settings: SettingsFactory) -> AsyncIterator[RuntimeFactory]:
-    """Starts a worker runtime with these setting overrides (and provider); all are closed at the end."""
-    opened: list[Runtime] = []
+async def open_parts(make_settings: SettingsFactory) -> AsyncIterator[PartsFactory]:
+    """Starts a worker parts with these setting overrides (and provider); all are closed at the end."""
+    opened: list[Parts] = []
 
-    async def start(instance: Provider | None = None, /, **overrides: Any) -> Runtime:
+    async def start(instance: Provider | None = None, /, **overrides: Any) -> Parts:
         """`instance` replaces the provider the settings name (`provider=` is the setting)."""
-        rt = Runtime(make_settings(**overrides), worker=True, provider=instance)
+        rt = Parts(make_settings(**overrides), worker=True, provider=instance)
         opened.append(rt)
         await rt.start()
         return rt
@@ -109,22 +109,20 @@ def spec(count: int, *, mix: tuple[int, int, int] = (30, 50, 20), course: str = 
     )
 
 
-async def start_batch(rt: Runtime, owner: Person, count: int, *, mix: tuple[int, int, int] = (30, 50, 20)) -> UUID:
-    """Creates a batch the way the API does: the service, then the boundary's commit (which queues it)."""
-    async with rt.db.session() as session:
-        batch = await service.create_batch(
-            session, spec(count, mix=mix), owner=owner.user, limits=rt.limits, now=rt.now()
-        )
-        await rt.commit(session)
+async def start_batch(rt: Parts, owner: Person, count: int, *, mix: tuple[int, int, int] = (30, 50, 20)) -> UUID:
+    """Creates a batch the way the API does: the service, then the unit of work's commit (which queues it)."""
+    async with rt.transactions.begin() as uow:
+        batch = await service.create_batch(uow, spec(count, mix=mix), owner=owner.user, limits=rt.limits, now=rt.now())
+        await uow.commit()
     return batch.id
 
 
 Control = Callable[..., Awaitable[Batch]]
 
 
-async def control(rt: Runtime, operation: Control, batch_id: UUID, user: User, **kwargs: Any) -> Batch:
-    """Pause, resume, cancel or retry-failed as the API does it: one transaction, then the boundary."""
-    async with rt.db.session() as session:
-        batch = await operation(session, batch_id, user=user, now=rt.now(), **kwargs)
-        await rt.commit(session)
+async def control(rt: Parts, operation: Control, batch_id: UUID, user: User, **kwargs: Any) -> Batch:
+    """Pause, resume, cancel or retry-failed as the API does it: one unit of work, committed once."""
+    async with rt.transactions.begin() as uow:
+        batch = await operation(uow, batch_id, user=user, now=rt.now(), **kwargs)
+        await uow.commit()
     return batch

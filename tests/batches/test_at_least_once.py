@@ -8,17 +8,19 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from livebatch.batches import service
+from livebatch.batches import service, work
+from livebatch.batches.lifecycle import Failure
 from livebatch.batches.models import GeneratedItem, Item
 from livebatch.batches.retry import RetryPolicy
-from livebatch.batches.service import Claim, Limits
+from livebatch.batches.service import Limits
+from livebatch.batches.work import Claim
 from livebatch.clock import utcnow
 from livebatch.db import Database
 from livebatch.generation.offline import compose
 from livebatch.generation.providers import ItemRequest
-from tests.batches.conftest import ProbeProvider, RuntimeFactory, spec, start_batch
+from tests.batches.conftest import PartsFactory, ProbeProvider, spec, start_batch
 from tests.batches.ledger import assert_attempts_accounted, max_in_flight
-from tests.checks import assert_consistent, event_log, wait_for_status
+from tests.checks import Unqueued, assert_consistent, event_log, wait_for_status
 from tests.conftest import Person
 
 
@@ -30,14 +32,14 @@ async def _item_ids(db: Database, batch_id: UUID) -> list[UUID]:
 
 
 async def test_duplicate_deliveries_generate_each_item_once_and_keep_the_window(
-    open_runtime: RuntimeFactory, people: dict[str, Person]
+    open_parts: PartsFactory, people: dict[str, Person]
 ) -> None:
     probe = ProbeProvider()
-    rt = await open_runtime(probe, batch_concurrency=2)
+    rt = await open_parts(probe, batch_concurrency=2)
     batch_id = await start_batch(rt, people["faculty"], 6)
     ids = await _item_ids(rt.db, batch_id)
     # Every item delivered twice more, dispatched or not (a redelivered message, a sweeper's re-queue).
-    await rt.kick(ids + ids)
+    await rt.queue.enqueue(ids + ids)
 
     batch = await wait_for_status(rt, batch_id)
     assert batch.status == "completed"
@@ -58,34 +60,32 @@ async def test_a_late_result_from_a_worker_whose_lease_expired_is_discarded(
     policy = RetryPolicy(max_attempts=3, base_ms=100, cap_ms=100)
     t0 = utcnow()
     lease = timedelta(seconds=1)
-    async with db.session() as session:
-        batch = await service.create_batch(session, spec(1), owner=owner, limits=Limits(), now=t0)
-        await session.commit()
+    async with Unqueued(db).begin() as uow:
+        batch = await service.create_batch(uow, spec(1), owner=owner, limits=Limits(), now=t0)
+        await uow.commit()
     (item_id,) = await _item_ids(db, batch.id)
 
-    async with db.session() as session:
-        a = await service.claim_item(session, item_id, now=t0, lease=lease)
-        await session.commit()
+    async with Unqueued(db).begin() as uow:
+        a = await work.claim_item(uow, item_id, now=t0, lease=lease)
+        await uow.commit()
     assert isinstance(a, Claim) and a.attempt == 1
-    async with db.session() as session:  # the sweeper, after the lease
-        assert await service.expire_lease(session, item_id, 1, policy=policy, now=t0 + 2 * lease)
-        await session.commit()
-    async with db.session() as session:
-        b = await service.claim_item(session, item_id, now=t0 + 3 * lease, lease=lease)
-        await session.commit()
+    async with Unqueued(db).begin() as uow:  # the sweeper, after the lease
+        assert await work.expire_lease(uow, item_id, 1, policy=policy, now=t0 + 2 * lease)
+        await uow.commit()
+    async with Unqueued(db).begin() as uow:
+        b = await work.claim_item(uow, item_id, now=t0 + 3 * lease, lease=lease)
+        await uow.commit()
     assert isinstance(b, Claim) and b.attempt == 2
     question = compose(
         ItemRequest(batch.id, 0, 1, course_title="x", question_type="single-best-answer", difficulty=a.difficulty)
     )
-    async with db.session() as session:
-        assert await service.complete_item(session, b, question, now=t0 + 4 * lease)
-        await session.commit()
-    async with db.session() as session:
-        assert not await service.complete_item(session, a, question, now=t0 + 5 * lease)
-        assert not await service.fail_item(
-            session, a, kind="timeout", message="late", fatal=False, policy=policy, now=t0 + 5 * lease
-        )
-        await session.commit()
+    async with Unqueued(db).begin() as uow:
+        assert await work.complete_item(uow, b, question, now=t0 + 4 * lease)
+        await uow.commit()
+    async with Unqueued(db).begin() as uow:
+        assert not await work.complete_item(uow, a, question, now=t0 + 5 * lease)
+        assert not await work.fail_item(uow, a, Failure("timeout", "late"), policy=policy, now=t0 + 5 * lease)
+        await uow.commit()
 
     final = await assert_consistent(db, batch.id)
     assert (final.status, final.completed_items) == ("completed", 1)

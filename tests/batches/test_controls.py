@@ -9,26 +9,25 @@ from sqlalchemy import select
 
 from livebatch.batches import service
 from livebatch.batches.models import GeneratedItem, Item
-from livebatch.generation import tasks
 from livebatch.generation.providers import GenerationError
-from livebatch.runtime import Runtime
-from tests.batches.conftest import Control, ProbeProvider, RuntimeFactory, control, start_batch
+from livebatch.parts import Parts
+from tests.batches.conftest import Control, PartsFactory, ProbeProvider, control, start_batch
 from tests.batches.ledger import assert_attempts_accounted
-from tests.checks import assert_consistent, event_log, load_batch, wait_for_status, wait_until
+from tests.checks import assert_consistent, event_log, load_batch, wait_for_status, wait_until, worker_of
 from tests.conftest import Person
 
 
-async def _items(rt: Runtime, batch_id: UUID) -> list[Item]:
+async def _items(rt: Parts, batch_id: UUID) -> list[Item]:
     async with rt.db.read_session() as session:
         rows = await session.execute(select(Item).where(Item.batch_id == batch_id).order_by(Item.idx))
         return list(rows.scalars())
 
 
 async def test_pause_stops_new_items_while_in_flight_ones_finish_and_resume_runs_to_the_end(
-    open_runtime: RuntimeFactory, people: dict[str, Person]
+    open_parts: PartsFactory, people: dict[str, Person]
 ) -> None:
     probe = ProbeProvider(held=True)
-    rt = await open_runtime(probe, batch_concurrency=3)
+    rt = await open_parts(probe, batch_concurrency=3)
     owner = people["faculty"]
     batch_id = await start_batch(rt, owner, 10)
     await probe.wait_in_flight(3)
@@ -41,7 +40,7 @@ async def test_pause_stops_new_items_while_in_flight_ones_finish_and_resume_runs
         return (await load_batch(rt.db, batch_id)).in_progress_items == 0
 
     await wait_until(in_flight_done)
-    await tasks.sweep(rt)  # a sweeper pass must not start anything either
+    await worker_of(rt).sweeper.sweep()  # a sweeper pass must not start anything either
     assert probe.in_flight == 0
     batch = await assert_consistent(rt.db, batch_id)
     assert (batch.status, batch.completed_items, batch.pending_items) == ("paused", 3, 7)
@@ -61,10 +60,10 @@ async def test_pause_stops_new_items_while_in_flight_ones_finish_and_resume_runs
 
 
 async def test_cancel_ends_the_batch_cancelled_and_marks_its_unfinished_items(
-    open_runtime: RuntimeFactory, people: dict[str, Person]
+    open_parts: PartsFactory, people: dict[str, Person]
 ) -> None:
     probe = ProbeProvider(held=True)
-    rt = await open_runtime(probe, batch_concurrency=2)
+    rt = await open_parts(probe, batch_concurrency=2)
     owner = people["faculty"]
     batch_id = await start_batch(rt, owner, 8)
     await probe.wait_in_flight(2)
@@ -73,7 +72,7 @@ async def test_cancel_ends_the_batch_cancelled_and_marks_its_unfinished_items(
     assert cancelled.status == "cancelled"
     probe.gate.set()  # the two attempts in flight come back to a cancelled item: discarded
     await probe.wait_in_flight(0)
-    await tasks.sweep(rt)
+    await worker_of(rt).sweeper.sweep()
 
     batch = await assert_consistent(rt.db, batch_id)
     assert (batch.status, batch.cancelled_items, batch.completed_items, batch.pending_items) == ("cancelled", 8, 0, 0)
@@ -93,13 +92,11 @@ async def test_cancel_ends_the_batch_cancelled_and_marks_its_unfinished_items(
         assert (await session.execute(select(GeneratedItem))).first() is None
 
 
-async def test_retry_failed_reruns_only_the_failed_items(
-    open_runtime: RuntimeFactory, people: dict[str, Person]
-) -> None:
+async def test_retry_failed_reruns_only_the_failed_items(open_parts: PartsFactory, people: dict[str, Person]) -> None:
     probe = ProbeProvider()
     for index in (1, 4):
         probe.fail(index, *(GenerationError("provider_error", "Provider error: HTTP 503") for _ in range(2)))
-    rt = await open_runtime(probe, max_attempts=2)
+    rt = await open_parts(probe, max_attempts=2)
     owner = people["faculty"]
     batch_id = await start_batch(rt, owner, 6)
     batch = await wait_for_status(rt, batch_id)
@@ -125,10 +122,10 @@ async def test_retry_failed_reruns_only_the_failed_items(
 
 
 async def test_refused_transitions_say_why_and_change_nothing(
-    open_runtime: RuntimeFactory, people: dict[str, Person]
+    open_parts: PartsFactory, people: dict[str, Person]
 ) -> None:
     probe = ProbeProvider()
-    rt = await open_runtime(probe, batch_concurrency=1)
+    rt = await open_parts(probe, batch_concurrency=1)
     owner = people["faculty"]
     done = await start_batch(rt, owner, 1)
     await wait_for_status(rt, done)
@@ -152,8 +149,8 @@ async def test_refused_transitions_say_why_and_change_nothing(
         before_log = await event_log(rt.db, batch_id)
         extra = {"limits": rt.limits} if operation is service.retry_failed else {}
         with pytest.raises(service.InvalidTransition) as refused:
-            async with rt.db.session() as session:
-                await operation(session, batch_id, user=owner.user, now=rt.now(), **extra)
+            async with rt.transactions.begin() as uow:
+                await operation(uow, batch_id, user=owner.user, now=rt.now(), **extra)
         assert (refused.value.status_code, refused.value.code, refused.value.message) == (409, "INVALID_STATE", message)
         after = await load_batch(rt.db, batch_id)
         assert (after.status, after.last_seq) == (before.status, before.last_seq)
@@ -161,11 +158,11 @@ async def test_refused_transitions_say_why_and_change_nothing(
             assert await event_log(rt.db, batch_id) == before_log
 
     with pytest.raises(service.NotBatchOwner):
-        async with rt.db.session() as session:
-            await service.pause_batch(session, running, user=people["other"].user, now=rt.now())
+        async with rt.transactions.begin() as uow:
+            await service.pause_batch(uow, running, user=people["other"].user, now=rt.now())
     await control(rt, service.cancel_batch, running, owner.user)
     await control(rt, service.cancel_batch, paused, owner.user)
     with pytest.raises(service.InvalidTransition, match=r"A cancelled batch cannot be cancelled\."):
-        async with rt.db.session() as session:
-            await service.cancel_batch(session, paused, user=owner.user, now=rt.now())
+        async with rt.transactions.begin() as uow:
+            await service.cancel_batch(uow, paused, user=owner.user, now=rt.now())
     probe.gate.set()

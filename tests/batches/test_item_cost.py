@@ -11,14 +11,16 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from livebatch.batches import service
+from livebatch.batches import service, work
 from livebatch.batches.models import Item
-from livebatch.batches.service import Claim, Limits
+from livebatch.batches.service import Limits
+from livebatch.batches.work import Claim
 from livebatch.clock import utcnow
 from livebatch.db import Database
 from livebatch.generation.offline import compose
 from livebatch.generation.providers import ItemRequest
 from tests.batches.conftest import spec
+from tests.checks import Unqueued
 from tests.conftest import Person
 
 
@@ -42,24 +44,26 @@ async def test_an_item_costs_five_statements_to_claim_and_six_to_complete(
     db: Database, people: dict[str, Person]
 ) -> None:
     owner = people["faculty"].user
-    async with db.session() as session:
-        batch = await service.create_batch(session, spec(6), owner=owner, limits=Limits(concurrency=2), now=utcnow())
-        await session.commit()
-        first = (await session.execute(select(Item.id).where(Item.batch_id == batch.id, Item.idx == 0))).scalar_one()
+    async with Unqueued(db).begin() as uow:
+        batch = await service.create_batch(uow, spec(6), owner=owner, limits=Limits(concurrency=2), now=utcnow())
+        await uow.commit()
+        first = (
+            await uow.session.execute(select(Item.id).where(Item.batch_id == batch.id, Item.idx == 0))
+        ).scalar_one()
 
     with statements(db) as claiming:
-        async with db.session() as session:
-            claim = await service.claim_item(session, first, now=utcnow(), lease=timedelta(seconds=30))
-            await session.commit()
+        async with Unqueued(db).begin() as uow:
+            claim = await work.claim_item(uow, first, now=utcnow(), lease=timedelta(seconds=30))
+            await uow.commit()
     assert isinstance(claim, Claim)
     # The item with its course's title, the batch's lock, the claim, the event, the batch's counters.
     assert Counter(claiming) == {"SELECT": 2, "UPDATE": 2, "INSERT": 1}
 
     request = ItemRequest(batch.id, claim.item_index, claim.attempt, claim.course_title, "single-best-answer", "easy")
     with statements(db) as completing:
-        async with db.session() as session:
-            assert await service.complete_item(session, claim, compose(request), now=utcnow())
-            await session.commit()
+        async with Unqueued(db).begin() as uow:
+            assert await work.complete_item(uow, claim, compose(request), now=utcnow())
+            await uow.commit()
     # The batch's lock, the item, the generated item, the event, the next dispatch, the batch's counters.
     assert Counter(completing) == {"SELECT": 1, "UPDATE": 3, "INSERT": 2}
 

@@ -7,16 +7,16 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from livebatch.batches import service
+from livebatch.batches import service, work
 from livebatch.batches.models import Item
-from livebatch.batches.service import Claim, Limits
+from livebatch.batches.service import Limits
+from livebatch.batches.work import Claim
 from livebatch.clock import utcnow
 from livebatch.db import Database
-from livebatch.generation import tasks
 from livebatch.users.models import User
-from tests.batches.conftest import ProbeProvider, RuntimeFactory, control, spec
+from tests.batches.conftest import PartsFactory, ProbeProvider, control, spec
 from tests.batches.ledger import assert_attempts_accounted
-from tests.checks import assert_consistent, event_log, load_batch, wait_for_status
+from tests.checks import Unqueued, assert_consistent, event_log, load_batch, wait_for_status, worker_of
 from tests.conftest import Person
 
 
@@ -24,26 +24,27 @@ async def _leave_behind(db: Database, owner: User, count: int, *, claimed: int, 
     """What a process killed mid-batch leaves: `claimed` items in progress on a lease of `lease` from now,
     the rest of the window dispatched but never queued anywhere, the others pending."""
     now = utcnow()
-    async with db.session() as session:
-        batch = await service.create_batch(session, spec(count), owner=owner, limits=Limits(concurrency=4), now=now)
-        await session.commit()  # committed without the boundary: the dispatched work is never queued
-        dispatched = service.take_dispatched(session)
+    unqueued = Unqueued(db)  # the dispatched work is never queued
+    async with unqueued.begin() as uow:
+        batch = await service.create_batch(uow, spec(count), owner=owner, limits=Limits(concurrency=4), now=now)
+        await uow.commit()
+    dispatched = unqueued.dispatched
     assert len(dispatched) == min(count, 4)  # Limits(concurrency=4)
     for item_id in dispatched[:claimed]:
-        async with db.session() as session:
-            claim = await service.claim_item(session, item_id, now=now, lease=lease)
+        async with unqueued.begin() as uow:
+            claim = await work.claim_item(uow, item_id, now=now, lease=lease)
             assert isinstance(claim, Claim)
-            await session.commit()
+            await uow.commit()
     return batch.id
 
 
 async def test_a_new_process_requeues_expired_leases_and_lost_dispatches(
-    open_runtime: RuntimeFactory, db: Database, people: dict[str, Person]
+    open_parts: PartsFactory, db: Database, people: dict[str, Person]
 ) -> None:
     owner = people["faculty"]
     batch_id = await _leave_behind(db, owner.user, 10, claimed=2, lease=timedelta(seconds=-1))
     probe = ProbeProvider()
-    rt = await open_runtime(probe, batch_concurrency=4, dispatch_timeout_s=0.3, sweep_interval_s=0.1)
+    rt = await open_parts(probe, batch_concurrency=4, dispatch_timeout_s=0.3, sweep_interval_s=0.1)
 
     batch = await wait_for_status(rt, batch_id, timeout=30)
     assert batch.status == "completed"
@@ -58,16 +59,14 @@ async def test_a_new_process_requeues_expired_leases_and_lost_dispatches(
     assert all("lease expired" in p["errorMessage"] for p in failures)
 
 
-async def test_a_live_lease_is_left_alone(
-    open_runtime: RuntimeFactory, db: Database, people: dict[str, Person]
-) -> None:
+async def test_a_live_lease_is_left_alone(open_parts: PartsFactory, db: Database, people: dict[str, Person]) -> None:
     """An item another worker holds on a lease that has not expired is not taken from it."""
     owner = people["faculty"]
     batch_id = await _leave_behind(db, owner.user, 1, claimed=1, lease=timedelta(minutes=5))
     probe = ProbeProvider()
-    rt = await open_runtime(probe, dispatch_timeout_s=0.3)
-    await tasks.sweep(rt)
-    await tasks.sweep(rt)
+    rt = await open_parts(probe, dispatch_timeout_s=0.3)
+    await worker_of(rt).sweeper.sweep()
+    await worker_of(rt).sweeper.sweep()
     batch = await load_batch(db, batch_id)
     assert (batch.status, batch.in_progress_items) == ("running", 1)
     assert not probe.calls
@@ -78,12 +77,12 @@ async def test_a_live_lease_is_left_alone(
 
 
 async def test_work_lost_while_the_process_runs_is_queued_again(
-    open_runtime: RuntimeFactory, db: Database, people: dict[str, Person]
+    open_parts: PartsFactory, db: Database, people: dict[str, Person]
 ) -> None:
     """Dispatched work that never reaches a worker (a task that died before its claim, a queue message
     lost) is queued again once it is `dispatch_timeout_s` old, also on the embedded in-memory queue."""
     probe = ProbeProvider()
-    rt = await open_runtime(probe, batch_concurrency=2, dispatch_timeout_s=0.5, sweep_interval_s=0.1)
+    rt = await open_parts(probe, batch_concurrency=2, dispatch_timeout_s=0.5, sweep_interval_s=0.1)
     batch_id = await _leave_behind(db, people["faculty"].user, 4, claimed=0, lease=timedelta(minutes=1))
     batch = await wait_for_status(rt, batch_id, timeout=20)
     assert batch.status == "completed"

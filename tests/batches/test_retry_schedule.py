@@ -9,45 +9,40 @@ from uuid import UUID
 
 from sqlalchemy import select
 
-from livebatch.batches import service
+from livebatch.batches import service, work
+from livebatch.batches.lifecycle import Failure
 from livebatch.batches.models import Item
 from livebatch.batches.retry import RetryPolicy
-from livebatch.batches.service import Claim, Limits, NotYet
+from livebatch.batches.service import Limits
+from livebatch.batches.work import Claim, NotYet
 from livebatch.clock import utcnow
 from livebatch.db import Database
 from livebatch.users.models import User
 from tests.batches.conftest import spec
-from tests.checks import assert_consistent
+from tests.checks import Unqueued, assert_consistent
 from tests.conftest import Person
 
 LEASE = timedelta(minutes=1)
 
 
 async def _batch(db: Database, owner: User, count: int, now: datetime) -> list[UUID]:
-    async with db.session() as session:
-        await service.create_batch(session, spec(count), owner=owner, limits=Limits(concurrency=count), now=now)
-        await session.commit()
-        return service.take_dispatched(session)
+    unqueued = Unqueued(db)
+    async with unqueued.begin() as uow:
+        await service.create_batch(uow, spec(count), owner=owner, limits=Limits(concurrency=count), now=now)
+        await uow.commit()
+    return unqueued.dispatched
 
 
 async def _attempt(
     db: Database, item_id: UUID, *, at: datetime, policy: RetryPolicy, retry_after_ms: int | None = None
 ) -> Item:
     """Claims the item at `at`, fails that attempt at once; returns the item row after."""
-    async with db.session() as session:
-        claim = await service.claim_item(session, item_id, now=at, lease=LEASE)
+    async with Unqueued(db).begin() as uow:
+        claim = await work.claim_item(uow, item_id, now=at, lease=LEASE)
         assert isinstance(claim, Claim), claim
-        await service.fail_item(
-            session,
-            claim,
-            kind="rate_limited",
-            message="Rate limited",
-            fatal=False,
-            policy=policy,
-            now=at,
-            retry_after_ms=retry_after_ms,
-        )
-        await session.commit()
+        failure = Failure("rate_limited", "Rate limited", retry_after_ms=retry_after_ms)
+        await work.fail_item(uow, claim, failure, policy=policy, now=at)
+        await uow.commit()
     async with db.read_session() as session:
         item = (await session.execute(select(Item).where(Item.id == item_id))).scalar_one()
     return item
@@ -70,11 +65,11 @@ async def test_each_retry_waits_twice_as_long_give_or_take_jitter(db: Database, 
 
     second = []
     for item in first:
-        async with db.session() as session:  # too early: the item waits, nothing is claimed
-            early = await service.claim_item(
-                session, item.id, now=item.next_attempt_at - timedelta(milliseconds=1), lease=LEASE
+        async with Unqueued(db).begin() as uow:  # too early: the item waits, nothing is claimed
+            early = await work.claim_item(
+                uow, item.id, now=item.next_attempt_at - timedelta(milliseconds=1), lease=LEASE
             )
-            await session.rollback()
+            await uow.rollback()
         assert early == NotYet(item.next_attempt_at)
         second.append(await _attempt(db, item.id, at=item.next_attempt_at, policy=policy))
     assert all(1000 <= _ms(b.next_attempt_at - a.next_attempt_at) <= 2000 for a, b in zip(first, second, strict=True))

@@ -10,14 +10,16 @@ from uuid import UUID
 
 from sqlalchemy import case, delete, event, func, insert, literal, select, update
 
-from livebatch.batches import repository, service
+from livebatch.batches import item_repository, reads, service
 from livebatch.batches.events import BatchProgressSnapshot
+from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.models import Batch, Item
 from livebatch.batches.service import Limits
 from livebatch.clock import utcnow
 from livebatch.db import Base, Database
 from livebatch.users.models import User
 from tests.batches.conftest import spec
+from tests.checks import Unqueued
 from tests.conftest import Person
 
 
@@ -52,9 +54,9 @@ async def _batch(db: Database, owner: User, count: int, *, done: int) -> UUID:
 
     The item rows are made by the database itself (INSERT ... SELECT from a recursive CTE): 100 000 rows
     through the ORM take seconds, and how they were made does not matter to a snapshot."""
-    async with db.session() as session:
-        batch = await service.create_batch(session, spec(1), owner=owner, limits=Limits(), now=utcnow())
-        await session.execute(delete(Item).where(Item.batch_id == batch.id))
+    async with Unqueued(db).begin() as uow:
+        batch = await service.create_batch(uow, spec(1), owner=owner, limits=Limits(), now=utcnow())
+        await uow.session.execute(delete(Item).where(Item.batch_id == batch.id))
         numbers = select(literal(0).label("n")).cte("numbers", recursive=True)
         numbers = numbers.union_all(select(numbers.c.n + 1).where(numbers.c.n < count - 1))
         random_id = (
@@ -73,12 +75,12 @@ async def _batch(db: Database, owner: User, count: int, *, done: int) -> UUID:
             literal(False),
         )
         columns = ["id", "batch_id", "idx", "difficulty", "status", "attempts", "next_attempt_at", "will_retry"]
-        await session.execute(insert(Item).from_select(columns, rows))
-        await session.execute(
+        await uow.session.execute(insert(Item).from_select(columns, rows))
+        await uow.session.execute(
             update(Batch).where(Batch.id == batch.id).values(status="running", total_items=count, completed_items=done)
         )
-        await session.commit()
-        statuses = await repository.count_items_by_status(session, batch.id)
+        await uow.commit()
+        statuses = await item_repository.count_items_by_status(uow.session, batch.id)
     assert statuses == {"completed": done, "pending": count - done}
     return batch.id
 
@@ -86,8 +88,8 @@ async def _batch(db: Database, owner: User, count: int, *, done: int) -> UUID:
 async def _snapshot(db: Database, batch_id: UUID, owner: User) -> BatchProgressSnapshot:
     """What the GET and a stream's connect do: read the owned batch, derive its snapshot."""
     async with db.read_session() as session:
-        batch = await service.get_owned_batch(session, batch_id, owner)
-        return service.snapshot_of(batch)
+        batch = await reads.get_owned_batch(session, batch_id, owner)
+        return snapshot_of(batch)
 
 
 async def test_a_snapshot_costs_the_same_for_10_and_100_000_items(db: Database, people: dict[str, Person]) -> None:

@@ -5,27 +5,30 @@ from __future__ import annotations
 import asyncio
 
 from livebatch.batches import service, stream
+from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.schemas import BatchCreate
 from livebatch.events.log import LoggedEvent, Notice
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from tests.conftest import Person, SettingsFactory, batch_body
+
+
+def _streams(parts: Parts) -> stream.BatchStreams:
+    return stream.BatchStreams(db=parts.db, bus=parts.bus, metrics=parts.metrics, settings=parts.settings)
 
 
 async def test_notices_queued_while_a_stream_was_busy_go_out_in_one_write(
     make_settings: SettingsFactory, people: dict[str, Person]
 ) -> None:
-    rt = Runtime(make_settings(progress_interval_ms=60_000), worker=False)  # the test plays the worker
+    rt = Parts(make_settings(progress_interval_ms=60_000), worker=False)  # the test plays the worker
     await rt.start()
     try:
-        async with rt.db.session() as session:
+        async with rt.transactions.begin() as uow:
             spec = BatchCreate.model_validate(batch_body(3))
-            batch = await service.create_batch(
-                session, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now()
-            )
-            await session.commit()
+            batch = await service.create_batch(uow, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now())
+            await uow.commit()
         subscription = rt.bus.subscribe(str(batch.id))
-        cursor = stream.Cursor(batch.last_seq, service.snapshot_of(batch).to_json())
-        frames = stream._events(rt, batch.id, subscription, cursor)
+        cursor = stream.Cursor(batch.last_seq, snapshot_of(batch).to_json())
+        frames = _streams(rt).frames(batch.id, subscription, cursor)
         assert b"event: batch.progress" in await anext(frames)
 
         queued = [LoggedEvent.of(batch.last_seq + i, "item.started", f'{{"itemIndex":{i}}}') for i in (1, 2, 3)]
@@ -45,18 +48,16 @@ async def test_a_due_snapshot_goes_out_with_the_next_item_event_or_alone_after_a
     make_settings: SettingsFactory, people: dict[str, Person]
 ) -> None:
     interval_ms = 500  # wide enough for a loaded machine: the first item event must come within it
-    rt = Runtime(make_settings(progress_interval_ms=interval_ms), worker=False)  # the test plays the worker
+    rt = Parts(make_settings(progress_interval_ms=interval_ms), worker=False)  # the test plays the worker
     await rt.start()
     try:
-        async with rt.db.session() as session:
+        async with rt.transactions.begin() as uow:
             spec = BatchCreate.model_validate(batch_body(3))
-            batch = await service.create_batch(
-                session, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now()
-            )
-            await session.commit()
+            batch = await service.create_batch(uow, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now())
+            await uow.commit()
         subscription = rt.bus.subscribe(str(batch.id))
-        cursor = stream.Cursor(batch.last_seq, service.snapshot_of(batch).to_json())
-        frames = stream._events(rt, batch.id, subscription, cursor)
+        cursor = stream.Cursor(batch.last_seq, snapshot_of(batch).to_json())
+        frames = _streams(rt).frames(batch.id, subscription, cursor)
         await anext(frames)  # the snapshot on connect
         seq = batch.last_seq
 

@@ -13,14 +13,14 @@ import httpx
 import pytest
 
 from livebatch.batches import service
-from livebatch.batches.models import ACTIVE_STATUSES
+from livebatch.batches.status import ACTIVE
 from livebatch.cli import DEMO_USER
 from livebatch.courses.service import seed_demo_courses
 from livebatch.db import Database
 from livebatch.users.models import Role
 from livebatch.users.service import ensure_user
 from tests.batches.conftest import spec
-from tests.checks import load_batch, wait_until
+from tests.checks import Unqueued, load_batch, wait_until
 from tests.cli.conftest import LIVEBATCH
 from tests.conftest import Backend, free_port
 
@@ -30,12 +30,12 @@ DEMO_BATCH = re.compile(r"Demo batch (?P<id>[0-9a-f-]{36}): (?P<count>\d+) items
 
 async def _leave_demo_batches_running(db: Database, count: int) -> None:
     """What earlier demos stopped with Ctrl-C leave behind: active batches of the demo user."""
-    async with db.session() as session:
-        await seed_demo_courses(session)
-        owner = await ensure_user(session, DEMO_USER, Role.faculty)
+    async with Unqueued(db).begin() as uow:
+        await seed_demo_courses(uow.session)
+        owner = await ensure_user(uow.session, DEMO_USER, Role.faculty)
         for _ in range(count):
-            await service.create_batch(session, spec(1), owner=owner, limits=service.Limits(), now=owner.created_at)
-        await session.commit()
+            await service.create_batch(uow, spec(1), owner=owner, limits=service.Limits(), now=owner.created_at)
+        await uow.commit()
 
 
 async def test_demo_starts_even_after_earlier_demos_and_its_link_lands_on_the_running_batch(
@@ -72,7 +72,7 @@ async def test_demo_starts_even_after_earlier_demos_and_its_link_lands_on_the_ru
             assert again.status_code == 401
 
         async def finished() -> bool:
-            return (await load_batch(db, batch_id)).status not in ACTIVE_STATUSES
+            return (await load_batch(db, batch_id)).status not in ACTIVE
 
         await wait_until(finished, timeout=60)
         assert (await load_batch(db, batch_id)).completed_items == 6

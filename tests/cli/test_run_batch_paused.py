@@ -14,19 +14,19 @@ from livebatch.db import Database
 from livebatch.users.models import Role
 from livebatch.users.service import ensure_user
 from tests.batches.conftest import spec
-from tests.checks import assert_consistent, wait_until
+from tests.checks import Unqueued, assert_consistent, wait_until
 from tests.cli.conftest import LIVEBATCH, SUMMARY_LINE
 
 
 async def test_run_batch_on_a_paused_batch_says_so_and_finishes_once_resumed(
     env_for: Callable[..., dict[str, str]], db: Database, tmp_path: Path
 ) -> None:
-    async with db.session() as session:
-        await seed_demo_courses(session)
-        owner = await ensure_user(session, DEMO_USER, Role.faculty)
-        batch = await service.create_batch(session, spec(4), owner=owner, limits=service.Limits(), now=owner.created_at)
-        await service.pause_batch(session, batch.id, user=owner, now=owner.created_at)
-        await session.commit()
+    async with Unqueued(db).begin() as uow:
+        await seed_demo_courses(uow.session)
+        owner = await ensure_user(uow.session, DEMO_USER, Role.faculty)
+        batch = await service.create_batch(uow, spec(4), owner=owner, limits=service.Limits(), now=owner.created_at)
+        await service.pause_batch(uow, batch.id, user=owner, now=owner.created_at)
+        await uow.commit()
     env = env_for({"dispatch_timeout_s": 0.5, "sweep_interval_s": 0.2})
     log = tmp_path / "run.log"
     with log.open("w") as out:
@@ -38,9 +38,9 @@ async def test_run_batch_on_a_paused_batch_says_so_and_finishes_once_resumed(
             return text in log.read_text()
 
         await wait_until(lambda: says("paused: waiting for it to be resumed"), timeout=60)
-        async with db.session() as session:  # resumed from elsewhere (the page, say)
-            await service.resume_batch(session, batch.id, user=owner, now=owner.created_at)
-            await session.commit()
+        async with Unqueued(db).begin() as uow:  # resumed from elsewhere (the page, say)
+            await service.resume_batch(uow, batch.id, user=owner, now=owner.created_at)
+            await uow.commit()
         assert await asyncio.to_thread(run.wait, 60) == 0, log.read_text()[-3000:]
     finally:
         if run.poll() is None:

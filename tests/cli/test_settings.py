@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from livebatch import logs
 from livebatch.cli import app
 from livebatch.config import Settings
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from tests.cli.conftest import cli_env
 
 REQUIRED = {
@@ -49,8 +49,8 @@ def test_unset_means_the_embedded_default(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert settings.effective_database_url == f"sqlite+aiosqlite:///{tmp_path / 'livebatch.db'}"
     assert settings.redis_url is None and settings.provider == "offline"
     assert (settings.max_attempts, settings.heartbeat_s) == (3, 15.0)
-    runtime = Runtime(settings, worker=False)
-    assert type(runtime.broker).__name__ == "InMemoryBroker" and type(runtime.bus).__name__ == "LocalBus"
+    parts = Parts(settings, worker=False)
+    assert type(parts.queue.broker).__name__ == "InMemoryBroker" and type(parts.bus).__name__ == "LocalBus"
 
 
 @pytest.mark.parametrize(

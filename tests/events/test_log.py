@@ -1,4 +1,4 @@
-"""The event log: read back in seq order from any point, never past a hole; notices only after commit."""
+"""The event log: read back in seq order from any point, never past a hole."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from livebatch.clock import utcnow
 from livebatch.db import Database
 from livebatch.events import log
 from tests.batches.conftest import spec
+from tests.checks import Unqueued
 from tests.conftest import Person
 
 
 async def _batch(db: Database, person: Person) -> UUID:
-    async with db.session() as session:
-        batch = await service.create_batch(session, spec(1), owner=person.user, limits=Limits(), now=utcnow())
-        await session.commit()
+    async with Unqueued(db).begin() as uow:
+        batch = await service.create_batch(uow, spec(1), owner=person.user, limits=Limits(), now=utcnow())
+        await uow.commit()
     return batch.id
 
 
@@ -24,10 +25,10 @@ async def test_events_after_reads_in_order_from_any_point_and_stops_at_a_hole(
     db: Database, people: dict[str, Person]
 ) -> None:
     batch_id = await _batch(db, people["faculty"])
-    async with db.session() as session:
+    async with Unqueued(db).begin() as uow:
         for seq in (1, 2, 3, 5, 6):  # 4 not committed yet (a writer still in its transaction)
-            await log.append(session, batch_id, seq, "item.started", f'{{"n":{seq}}}', at=utcnow())
-        await session.commit()
+            await log.append(uow.session, batch_id, seq, "item.started", f'{{"n":{seq}}}', at=utcnow())
+        await uow.commit()
     async with db.read_session() as session:
         assert [e.seq for e in await log.events_after(session, batch_id, 0, limit=100)] == [1, 2, 3]
         assert [e.seq for e in await log.events_after(session, batch_id, 1, limit=1)] == [2]
@@ -36,20 +37,3 @@ async def test_events_after_reads_in_order_from_any_point_and_stops_at_a_hole(
         (first,) = await log.events_after(session, batch_id, 0, limit=1)
         assert first.frame == b'id: 1\nevent: item.started\ndata: {"n":1}\n\n'
         assert await log.count_events(session, batch_id) == 5
-
-
-async def test_notices_wait_for_the_commit_and_a_rollback_forgets_them(db: Database, people: dict[str, Person]) -> None:
-    batch_id = await _batch(db, people["faculty"])
-    async with db.session() as session:
-        await log.append(session, batch_id, 1, "item.started", "{}", at=utcnow())
-        log.attach_state(session, batch_id, '{"state":1}')
-        await session.rollback()
-        log.discard_notices(session)
-        assert log.take_notices(session) == []
-        await log.append(session, batch_id, 1, "item.started", "{}", at=utcnow())
-        await log.append(session, batch_id, 2, "item.completed", "{}", at=utcnow())
-        log.attach_state(session, batch_id, '{"state":2}')
-        await session.commit()
-        (notice,) = log.take_notices(session)
-        assert (notice.topic, [e.seq for e in notice.events], notice.state) == (str(batch_id), [1, 2], '{"state":2}')
-        assert log.take_notices(session) == []

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from livebatch.generation.items import Question, rule_broken
+from livebatch.batches.questions import Question, rule_broken
 from livebatch.generation.offline import OfflineProvider
 from livebatch.generation.providers import GenerationError, ItemRequest
 

@@ -1,6 +1,6 @@
 """Faults livebatch must survive, each with a test that asserts what is left afterwards (tests/reliability).
 
-The fixtures come from where they were first needed: the in-process pipeline (`open_runtime`), the console
+The fixtures come from where they were first needed: the in-process pipeline (`open_parts`), the console
 script (`run_cli`, `env_for`), the scaled-out cluster, a private `redis-server` and a TCP proxy in front of
 the shared PostgreSQL (`cluster`, `private_redis`, `pg_proxy`).
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from livebatch.config import Settings
-from tests.batches.conftest import open_runtime as open_runtime
+from tests.batches.conftest import open_parts as open_parts
 from tests.cli.conftest import env_for as env_for
 from tests.cli.conftest import run_cli as run_cli
 from tests.conftest import Backend, LiveFactory, LiveProcess

@@ -13,8 +13,8 @@ from uuid import UUID
 import pytest
 
 from livebatch.db import Database
-from livebatch.runtime import Runtime
-from tests.batches.conftest import RuntimeFactory, start_batch
+from livebatch.parts import Parts
+from tests.batches.conftest import PartsFactory, start_batch
 from tests.checks import assert_consistent, event_log, load_batch, wait_for_status
 from tests.conftest import Person
 from tests.scaled.conftest import TcpProxy
@@ -34,7 +34,7 @@ conn.execute("COMMIT")
 """
 
 
-async def _wait_completed(rt: Runtime, batch_id: UUID, count: int) -> None:
+async def _wait_completed(rt: Parts, batch_id: UUID, count: int) -> None:
     async with asyncio.timeout(60):
         while (await load_batch(rt.db, batch_id)).completed_items < count:
             await asyncio.sleep(0.02)
@@ -42,9 +42,9 @@ async def _wait_completed(rt: Runtime, batch_id: UUID, count: int) -> None:
 
 @pytest.mark.usefixtures("embedded_only")
 async def test_sqlite_locked_by_another_process_makes_the_pipeline_wait_and_lose_nothing(
-    open_runtime: RuntimeFactory, people: dict[str, Person]
+    open_parts: PartsFactory, people: dict[str, Person]
 ) -> None:
-    rt = await open_runtime(offline_latency_ms=20, batch_concurrency=4)
+    rt = await open_parts(offline_latency_ms=20, batch_concurrency=4)
     path = rt.settings.effective_database_url.removeprefix("sqlite+aiosqlite:///")
     batch_id = await start_batch(rt, people["faculty"], ITEMS)
     await _wait_completed(rt, batch_id, ITEMS // 4)
@@ -74,7 +74,7 @@ async def test_sqlite_locked_by_another_process_makes_the_pipeline_wait_and_lose
 
 @pytest.mark.usefixtures("scaled_only")
 async def test_postgresql_away_for_seconds_mid_batch_loses_nothing(
-    open_runtime: RuntimeFactory,
+    open_parts: PartsFactory,
     pg_proxy: TcpProxy,
     database_url: str,
     db: Database,
@@ -83,7 +83,7 @@ async def test_postgresql_away_for_seconds_mid_batch_loses_nothing(
 ) -> None:
     through_proxy = database_url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{pg_proxy.port}/")
     assert through_proxy != database_url
-    rt = await open_runtime(database_url=through_proxy, offline_latency_ms=20, batch_concurrency=4)
+    rt = await open_parts(database_url=through_proxy, offline_latency_ms=20, batch_concurrency=4)
     batch_id = await start_batch(rt, people["faculty"], ITEMS)
     await _wait_completed(rt, batch_id, ITEMS // 4)
 

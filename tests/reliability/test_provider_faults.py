@@ -7,24 +7,24 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from livebatch.events.log import LogEntry
-from livebatch.runtime import Runtime
-from tests.batches.conftest import RuntimeFactory, start_batch
+from livebatch.parts import Parts
+from tests.batches.conftest import PartsFactory, start_batch
 from tests.batches.ledger import assert_attempts_accounted
 from tests.checks import assert_consistent, event_log, wait_for_status
 from tests.conftest import Person
 from tests.fakes.llm_server import FakeLLM
 
 
-async def _openai(open_runtime: RuntimeFactory, fake_llm: FakeLLM, **overrides: object) -> Runtime:
-    return await open_runtime(provider="openai", openai_base_url=fake_llm.base_url, openai_timeout_s=0.5, **overrides)
+async def _openai(open_parts: PartsFactory, fake_llm: FakeLLM, **overrides: object) -> Parts:
+    return await open_parts(provider="openai", openai_base_url=fake_llm.base_url, openai_timeout_s=0.5, **overrides)
 
 
 async def test_every_transient_failure_is_retried_with_its_kind_until_the_item_is_generated(
-    open_runtime: RuntimeFactory, fake_llm: FakeLLM, people: dict[str, Person]
+    open_parts: PartsFactory, fake_llm: FakeLLM, people: dict[str, Person]
 ) -> None:
     script = ["500", "503", "reset", "reset-body", "timeout:2", "429", "malformed", "schema", "refusal", "duplicate"]
     fake_llm.queue(*script)
-    rt = await _openai(open_runtime, fake_llm, max_attempts=len(script) + 1)
+    rt = await _openai(open_parts, fake_llm, max_attempts=len(script) + 1)
     batch_id = await start_batch(rt, people["faculty"], 1)
     batch = await wait_for_status(rt, batch_id)
     assert (batch.status, batch.completed_items) == ("completed", 1)
@@ -58,10 +58,10 @@ async def test_every_transient_failure_is_retried_with_its_kind_until_the_item_i
 
 
 async def test_a_rejected_api_key_fails_the_batch_at_once_with_a_clear_message(
-    open_runtime: RuntimeFactory, fake_llm: FakeLLM, people: dict[str, Person]
+    open_parts: PartsFactory, fake_llm: FakeLLM, people: dict[str, Person]
 ) -> None:
     fake_llm.default = "401"
-    rt = await _openai(open_runtime, fake_llm, batch_concurrency=4, max_attempts=3)
+    rt = await _openai(open_parts, fake_llm, batch_concurrency=4, max_attempts=3)
     batch_id = await start_batch(rt, people["faculty"], 20)
     batch = await wait_for_status(rt, batch_id)
     assert batch.status == "failed"
@@ -76,10 +76,10 @@ async def test_a_rejected_api_key_fails_the_batch_at_once_with_a_clear_message(
 
 
 async def test_retry_after_from_the_provider_delays_the_next_attempt(
-    open_runtime: RuntimeFactory, fake_llm: FakeLLM, people: dict[str, Person]
+    open_parts: PartsFactory, fake_llm: FakeLLM, people: dict[str, Person]
 ) -> None:
     fake_llm.queue("429:1")
-    rt = await _openai(open_runtime, fake_llm, retry_base_ms=20, retry_max_ms=40)
+    rt = await _openai(open_parts, fake_llm, retry_base_ms=20, retry_max_ms=40)
     batch_id = await start_batch(rt, people["faculty"], 1)
     assert (await wait_for_status(rt, batch_id)).status == "completed"
     async with rt.db.read_session() as session:

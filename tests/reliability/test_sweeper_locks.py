@@ -13,11 +13,12 @@ from uuid import UUID
 import pytest
 from sqlalchemy import select, text, update
 
-from livebatch.batches import repository, service
+from livebatch.batches import item_repository, repository, service
 from livebatch.batches.models import Item
 from livebatch.clock import utcnow
 from livebatch.db import Database
 from tests.batches.conftest import spec
+from tests.checks import Unqueued
 from tests.conftest import Person
 
 pytestmark = pytest.mark.usefixtures("scaled_only")  # SQLite serializes every writer: no row locks
@@ -26,12 +27,12 @@ pytestmark = pytest.mark.usefixtures("scaled_only")  # SQLite serializes every w
 async def _two_dispatched_items(db: Database, owner: Person) -> tuple[UUID, UUID]:
     """Two dispatched items of one new batch, the first before the second in both index and row order,
     so that any plan of a statement over both locks the first first."""
-    async with db.session() as session:
+    async with Unqueued(db).begin() as uow:
         limits = service.Limits(concurrency=8)
-        batch = await service.create_batch(session, spec(8), owner=owner.user, limits=limits, now=utcnow())
-        await session.commit()
+        batch = await service.create_batch(uow, spec(8), owner=owner.user, limits=limits, now=utcnow())
+        await uow.commit()
         ids = list(
-            (await session.execute(select(Item.id).where(Item.batch_id == batch.id).order_by(Item.idx))).scalars()
+            (await uow.session.execute(select(Item.id).where(Item.batch_id == batch.id).order_by(Item.idx))).scalars()
         )
     first = next(i for i, item in enumerate(ids) if any(item < later for later in ids[i + 1 :]))
     second = next(later for later in ids[first + 1 :] if ids[first] < later)
@@ -60,7 +61,7 @@ async def test_a_sweeper_skips_items_a_control_holds_instead_of_deadlocking_with
         async def sweep() -> list[UUID]:
             async with db.session() as session:
                 later = utcnow() + timedelta(hours=1)
-                requeued = await repository.redispatch(session, [x, y], now=utcnow(), before=later)
+                requeued = await item_repository.redispatch(session, [x, y], now=utcnow(), before=later)
                 await session.commit()
                 return requeued
 

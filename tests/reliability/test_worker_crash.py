@@ -15,7 +15,7 @@ from livebatch.batches import service
 from livebatch.batches.models import Batch
 from livebatch.batches.schemas import BatchCreate
 from livebatch.db import Database
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from tests.checks import assert_consistent, event_log, load_batch, wait_for_status
 from tests.conftest import Person, SettingsFactory, batch_body
 from tests.scaled.conftest import Cluster, assert_received_exactly_the_log, following, json_log_lines
@@ -88,17 +88,17 @@ async def test_a_worker_stopped_with_sigterm_finishes_its_attempts_and_hands_bac
         sweep_interval_s=0.5,
         log_format="json",
     )
-    api = Runtime(settings, worker=False)  # the test is the API instance: it creates and watches
+    api = Parts(settings, worker=False)  # the test is the API instance: it creates and watches
     await api.start()
     try:
         await cluster.start(settings, workers=2)
         stopping, _ = cluster.workers
-        async with api.db.session() as session:
+        async with api.transactions.begin() as uow:
             spec = BatchCreate.model_validate(batch_body(STOPPED_ITEMS))
             batch = await service.create_batch(
-                session, spec, owner=people["faculty"].user, limits=api.limits, now=api.now()
+                uow, spec, owner=people["faculty"].user, limits=api.limits, now=api.now()
             )
-            await api.commit(session)
+            await uow.commit()
         await _wait_for(api, batch.id, lambda b: b.completed_items >= STOPPED_ITEMS // 4)
         assert stopping.process is not None
         stopping.process.terminate()
@@ -126,7 +126,7 @@ async def test_a_worker_stopped_with_sigterm_finishes_its_attempts_and_hands_bac
     )
 
 
-async def _wait_for(rt: Runtime, batch_id: UUID, condition: Callable[[Batch], bool], timeout: float = 60) -> None:
+async def _wait_for(rt: Parts, batch_id: UUID, condition: Callable[[Batch], bool], timeout: float = 60) -> None:
     with rt.bus.subscribe(str(batch_id)) as subscription:
         async with asyncio.timeout(timeout):
             while not condition(await load_batch(rt.db, batch_id)):

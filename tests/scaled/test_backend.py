@@ -9,24 +9,24 @@ import redis.asyncio as redis
 from livebatch.config import Settings
 from livebatch.events.log import LoggedEvent, Notice
 from livebatch.events.redis_bus import RedisBus
-from livebatch.generation.broker import ItemQueue
-from livebatch.runtime import Runtime
+from livebatch.generation.queue import ItemQueue
+from livebatch.parts import Parts
 from tests.checks import assert_consistent, wait_for_status
 from tests.conftest import Person, batch_body
 
 
-async def test_the_runtime_fixture_runs_on_postgresql_and_redis(
-    runtime: Runtime, client: httpx.AsyncClient, people: dict[str, Person], settings: Settings
+async def test_the_parts_fixture_runs_on_postgresql_and_redis(
+    parts: Parts, client: httpx.AsyncClient, people: dict[str, Person], settings: Settings
 ) -> None:
-    assert runtime.db.engine.dialect.name == "postgresql"
-    assert isinstance(runtime.bus, RedisBus)
-    assert isinstance(runtime.broker, ItemQueue)
+    assert parts.db.engine.dialect.name == "postgresql"
+    assert isinstance(parts.bus, RedisBus)
+    assert isinstance(parts.queue.broker, ItemQueue)
 
     response = await client.post("/api/v1/generation/batch", json=batch_body(6), headers=people["faculty"].headers)
     assert response.status_code == 201, response.text
     batch_id = response.json()["id"]
-    await wait_for_status(runtime, batch_id)  # woken by notices that came back over Redis pub/sub
-    batch = await assert_consistent(runtime.db, batch_id)
+    await wait_for_status(parts, batch_id)  # woken by notices that came back over Redis pub/sub
+    batch = await assert_consistent(parts.db, batch_id)
     assert batch.status == "completed"
 
     queue = redis.from_url(settings.redis_url or "")
@@ -42,7 +42,7 @@ async def test_the_runtime_fixture_runs_on_postgresql_and_redis(
     other = RedisBus(settings.redis_url or "", prefix=settings.redis_prefix)
     await other.start()
     try:
-        with runtime.bus.subscribe(batch_id) as subscription:
+        with parts.bus.subscribe(batch_id) as subscription:
             await other.publish([Notice(batch_id, (LoggedEvent.of(99, "item.started", "{}"),))])
             received = await subscription.get(timeout=5)
     finally:

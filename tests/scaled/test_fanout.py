@@ -11,17 +11,20 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from livebatch.batches import service, stream
+from livebatch.batches import service, stream, work
+from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.models import Item
 from livebatch.batches.schemas import BatchCreate
-from livebatch.batches.service import Claim
-from livebatch.events import log
+from livebatch.batches.work import Claim
+from livebatch.events.bus import LocalBus
 from livebatch.events.log import Notice
 from livebatch.events.redis_bus import RedisBus
+from livebatch.generation.offline import compose
 from livebatch.generation.providers import ItemRequest
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
+from livebatch.uow import Transactions, UnitOfWork
+from tests.checks import Unqueued
 from tests.conftest import Person, SettingsFactory, batch_body
 
 Sent = list[tuple[str, dict[str, Any]]]
@@ -31,31 +34,30 @@ async def test_a_late_notice_never_turns_a_stream_snapshot_back(
     make_settings: SettingsFactory, people: dict[str, Person]
 ) -> None:
     settings = make_settings(progress_interval_ms=0, offline_latency_ms=0, batch_concurrency=4)
-    rt = Runtime(settings, worker=False)  # an API instance: it streams, the test plays the workers
+    rt = Parts(settings, worker=False)  # an API instance: it streams, the test plays the workers
     await rt.start()
     workers = RedisBus(settings.redis_url or "", prefix=settings.redis_prefix)
     await workers.start()
     sent: Sent = []
     try:
-        async with rt.db.session() as session:
+        async with Unqueued(rt.db).begin() as uow:
             spec = BatchCreate.model_validate(batch_body(4))
-            batch = await service.create_batch(
-                session, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now()
-            )
-            await session.commit()
+            batch = await service.create_batch(uow, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now())
+            await uow.commit()
             query = select(Item.id).where(Item.batch_id == batch.id).order_by(Item.idx)
-            item_ids = list((await session.execute(query)).scalars())
+            item_ids = list((await uow.session.execute(query)).scalars())
         subscription = rt.bus.subscribe(str(batch.id))
-        frames = stream._events(rt, batch.id, subscription, stream.Cursor(0, service.snapshot_of(batch).to_json()))
+        streams = stream.BatchStreams(db=rt.db, bus=rt.bus, metrics=rt.metrics, settings=rt.settings)
+        frames = streams.frames(batch.id, subscription, stream.Cursor(0, snapshot_of(batch).to_json()))
         collector = asyncio.create_task(_collect(frames, sent))
 
         claims: list[Claim] = []
         for item_id in item_ids:
 
-            async def claim_it(session: AsyncSession, item_id: UUID = item_id) -> Any:
-                return await service.claim_item(session, item_id, now=rt.now(), lease=timedelta(seconds=30))
+            async def claim_it(uow: UnitOfWork, item_id: UUID = item_id) -> Any:
+                return await work.claim_item(uow, item_id, now=rt.now(), lease=timedelta(seconds=30))
 
-            notice, claim = await _commit(rt, claim_it)
+            notice, claim = await _commit(rt, str(batch.id), claim_it)
             await workers.publish([notice])
             claims.append(claim)
         await _until(lambda: _count(sent, "item.started") == 4)  # the stream is past its catch-up, live
@@ -64,8 +66,10 @@ async def test_a_late_notice_never_turns_a_stream_snapshot_back(
             request = ItemRequest(
                 batch.id, claim.item_index, claim.attempt, "c", "single-best-answer", claim.difficulty
             )
-            question = await rt.provider.generate(request)
-            notice, _ = await _commit(rt, lambda s: service.complete_item(s, claim, question, now=rt.now()))
+            question = compose(request)
+            notice, _ = await _commit(
+                rt, str(batch.id), lambda uow: work.complete_item(uow, claim, question, now=rt.now())
+            )
             return notice
 
         done = [await complete(claim) for claim in claims[:3]]
@@ -92,13 +96,15 @@ async def test_a_late_notice_never_turns_a_stream_snapshot_back(
     assert sent[-1][0] == "batch.complete" and completed_sent == 4
 
 
-async def _commit(rt: Runtime, change: Callable[[AsyncSession], Awaitable[Any]]) -> tuple[Notice, Any]:
-    """Runs a service change and commits it without publishing; returns its notice for the test to send."""
-    async with rt.db.session() as session:
-        result = await change(session)
-        await session.commit()
-        (notice,) = log.take_notices(session)
-        service.take_dispatched(session)
+async def _commit(rt: Parts, topic: str, change: Callable[[UnitOfWork], Awaitable[Any]]) -> tuple[Notice, Any]:
+    """Runs a service change and commits it on a bus of its own; returns its notice for the test to send."""
+    held = LocalBus()
+    with held.subscribe(topic) as subscription:
+        async with Transactions(rt.db, held, Unqueued(rt.db)).begin() as uow:
+            result = await change(uow)
+            await uow.commit()
+        notice = subscription.get_nowait()
+    assert isinstance(notice, Notice)
     return notice, result
 
 

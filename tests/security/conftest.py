@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import runtime as runtime  # closed only once no attempt is running
+from tests.api.conftest import parts as parts  # closed only once no attempt is running
 from tests.web.conftest import browser as browser  # Chromium, driven by Playwright (one per session)
 from tests.web.conftest import private_server as private_server  # a server whose provider is the fake LLM
 from tests.web.conftest import private_site as private_site

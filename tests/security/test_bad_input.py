@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from tests.api.conftest import BATCH, finished
 from tests.conftest import Person, batch_body
 from tests.security.support import row_counts
@@ -60,11 +60,11 @@ BAD_CONFIGS: list[tuple[str, Any, str]] = [
 
 
 @pytest.fixture
-async def counted(runtime: Runtime, people: dict[str, Person]) -> AsyncIterator[dict[str, int]]:
+async def counted(parts: Parts, people: dict[str, Person]) -> AsyncIterator[dict[str, int]]:
     """The row counts before the test (once people and courses exist); the test must leave them so."""
-    before = await row_counts(runtime.db)
+    before = await row_counts(parts.db)
     yield before
-    assert await row_counts(runtime.db) == before, "a refused request wrote something"
+    assert await row_counts(parts.db) == before, "a refused request wrote something"
 
 
 async def test_every_config_rule_is_a_422_that_names_the_field(
@@ -100,9 +100,9 @@ async def test_a_body_that_is_not_json_or_is_too_deep_is_refused(
 
 
 async def test_a_body_over_the_limit_is_413_also_when_streamed_in_chunks(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person], counted: dict[str, int]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person], counted: dict[str, int]
 ) -> None:
-    limit = runtime.settings.max_body_bytes
+    limit = parts.settings.max_body_bytes
     big = batch_body(5) | {"padding": "x" * limit}
     assert_error(await client.post(BATCH, json=big, headers=people["faculty"].headers), 413, "PAYLOAD_TOO_LARGE")
 
@@ -120,11 +120,9 @@ async def test_a_body_over_the_limit_is_413_also_when_streamed_in_chunks(
     assert_error(await client.post(BATCH, content=b"{}", headers=bogus), 413, "PAYLOAD_TOO_LARGE")
 
 
-async def test_bad_query_parameters_are_422(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
-) -> None:
-    batch = await finished(client, runtime, people["faculty"], 1)
-    before = await row_counts(runtime.db)
+async def test_bad_query_parameters_are_422(client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]) -> None:
+    batch = await finished(client, parts, people["faculty"], 1)
+    before = await row_counts(parts.db)
     headers = people["faculty"].headers
     for path, params, word in (
         (f"{BATCH}es", {"limit": "0"}, "limit"),
@@ -142,4 +140,4 @@ async def test_bad_query_parameters_are_422(
         response = await client.get(path, params=params, headers=headers)
         assert_error(response, 422, "VALIDATION_ERROR")
         assert word in response.json()["error"]["message"], (path, params, response.json())
-    assert await row_counts(runtime.db) == before
+    assert await row_counts(parts.db) == before

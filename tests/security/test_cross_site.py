@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from livebatch.auth import COOKIE
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from tests.api.conftest import BATCH, create
 from tests.checks import load_batch
 from tests.conftest import Person
@@ -42,10 +42,10 @@ CROSS_SITE = {
 
 
 async def test_a_cross_site_post_with_the_cookie_is_refused_and_changes_nothing(
-    browser: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    browser: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     batch = await create(browser, people["faculty"], 200)
-    before = await load_batch(runtime.db, batch["id"])
+    before = await load_batch(parts.db, batch["id"])
     for case, headers in CROSS_SITE.items():
         for action in ("pause", "cancel"):
             response = await browser.post(f"{BATCH}/{batch['id']}/{action}", headers=headers)
@@ -54,7 +54,7 @@ async def test_a_cross_site_post_with_the_cookie_is_refused_and_changes_nothing(
             assert "Cross-site" in response.json()["error"]["message"]
         response = await browser.post(BATCH, json={"courseId": "course-uuid-1"}, headers=headers)
         assert_error(response, 403, "FORBIDDEN")
-    after = await load_batch(runtime.db, batch["id"])
+    after = await load_batch(parts.db, batch["id"])
     assert after.status not in ("paused", "cancelled") and before.status in ("queued", "running")
     history = (await browser.get(f"{BATCH}es")).json()["batches"]
     assert [b["id"] for b in history] == [batch["id"]]

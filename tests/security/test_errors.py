@@ -24,10 +24,10 @@ from livebatch.clock import utcnow
 from livebatch.config import Settings
 from livebatch.courses.service import put_course
 from livebatch.generation.offline import OfflineProvider
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from livebatch.users.models import User
 from tests.api.conftest import BATCH, create, finished
-from tests.checks import event_log, load_batch, wait_for_status
+from tests.checks import event_log, load_batch, wait_for_status, worker_of
 from tests.conftest import Person, SettingsFactory, batch_body, make_person
 from tests.security.support import row_counts
 from tests.stream.support import assert_error, logged, parse_sse
@@ -103,30 +103,30 @@ def _bad_credentials(settings: Settings, person: Person) -> dict[str, dict[str, 
 
 
 async def test_every_endpoint_is_401_without_a_valid_token(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
-    batch = await finished(client, runtime, people["faculty"], 1)
+    batch = await finished(client, parts, people["faculty"], 1)
     paths = [(m, f"{BATCH}/{batch['id']}{p}") for m, p in BATCH_ENDPOINTS]
     paths += [("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me")]
-    before = await row_counts(runtime.db)
-    for case, headers in _bad_credentials(runtime.settings, people["faculty"]).items():
+    before = await row_counts(parts.db)
+    for case, headers in _bad_credentials(parts.settings, people["faculty"]).items():
         for method, path in paths:
             response = await _call(client, method, path, headers)
             assert response.status_code == 401, f"{case}: {method} {path}"
             assert_error(response, 401, "UNAUTHORIZED")
-    assert await row_counts(runtime.db) == before
+    assert await row_counts(parts.db) == before
 
 
 async def test_a_token_of_a_deleted_user_is_401_everywhere(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
-    batch = await finished(client, runtime, people["faculty"], 1)
-    leaver = await make_person(runtime.db, runtime.settings, "leaver@uni.example")
+    batch = await finished(client, parts, people["faculty"], 1)
+    leaver = await make_person(parts.db, parts.settings, "leaver@uni.example")
     assert (await client.get("/api/v1/me", headers=leaver.headers)).status_code == 200
-    async with runtime.db.session() as session:
+    async with parts.db.session() as session:
         await session.execute(delete(User).where(User.id == leaver.user.id))
         await session.commit()
-    before = await row_counts(runtime.db)
+    before = await row_counts(parts.db)
     paths = [(m, f"{BATCH}/{batch['id']}{p}") for m, p in BATCH_ENDPOINTS]
     for method, path in [*paths, ("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me")]:
         response = await _call(client, method, path, leaver.headers)
@@ -135,7 +135,7 @@ async def test_a_token_of_a_deleted_user_is_401_everywhere(
     cookie = {"Cookie": f"{COOKIE}={leaver.token}"}
     page = await client.get("/faculty/generate/batches", headers=cookie)
     assert page.status_code == 303 and page.headers["location"].startswith("/signin")
-    assert await row_counts(runtime.db) == before
+    assert await row_counts(parts.db) == before
 
 
 async def test_every_batch_endpoint_is_403_for_a_student(client: httpx.AsyncClient, people: dict[str, Person]) -> None:
@@ -150,30 +150,30 @@ async def test_every_batch_endpoint_is_403_for_a_student(client: httpx.AsyncClie
 
 
 async def test_every_batch_endpoint_is_403_for_another_faculty_member_and_changes_nothing(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
-    batch = await finished(client, runtime, people["faculty"], 2)
-    before = await load_batch(runtime.db, batch["id"])
+    batch = await finished(client, parts, people["faculty"], 2)
+    before = await load_batch(parts.db, batch["id"])
     other = people["other"].headers
     for method, path in BATCH_ENDPOINTS:
         response = await _call(client, method, f"{BATCH}/{batch['id']}{path}", other)
         assert_error(response, 403, "FORBIDDEN")
         assert "Cardiovascular" not in response.text and batch["id"] not in response.text  # nothing leaks
-    after = await load_batch(runtime.db, batch["id"])
+    after = await load_batch(parts.db, batch["id"])
     assert (after.status, after.last_seq) == (before.status, before.last_seq)
 
 
 async def test_another_facultys_batch_as_a_cursor_shows_nothing_of_it(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     """A batch id is no key: used as the history's cursor by someone else, it pages their own batches."""
-    async with runtime.db.session() as session:
+    async with parts.db.session() as session:
         await put_course(session, "course-secret-1", "Secret Course Title")
         await session.commit()
-    await finished(client, runtime, people["faculty"], 1)
+    await finished(client, parts, people["faculty"], 1)
     theirs = await create(client, people["faculty"], 1, course="course-secret-1")
-    await wait_for_status(runtime, theirs["id"])
-    mine = await finished(client, runtime, people["other"], 1)
+    await wait_for_status(parts, theirs["id"])
+    mine = await finished(client, parts, people["other"], 1)
     first = (await client.get(f"{BATCH}es", params={"limit": 1}, headers=people["faculty"].headers)).json()
     assert [b["id"] for b in first["batches"]] == [theirs["id"]]
     other = people["other"]
@@ -203,15 +203,15 @@ MALFORMED_IDS = (
 
 
 async def test_every_batch_endpoint_is_404_for_an_unknown_or_malformed_id(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
-    before = await row_counts(runtime.db)
+    before = await row_counts(parts.db)
     for batch_id in MALFORMED_IDS:
         for method, path in BATCH_ENDPOINTS:
             response = await _call(client, method, f"{BATCH}/{batch_id}{path}", people["faculty"].headers)
             assert response.status_code == 404, f"{method} {batch_id}{path}"
             assert_error(response, 404, "NOT_FOUND")
-    assert await row_counts(runtime.db) == before
+    assert await row_counts(parts.db) == before
 
 
 async def test_a_bad_last_event_id_is_422(client: httpx.AsyncClient, people: dict[str, Person]) -> None:
@@ -229,13 +229,13 @@ async def test_a_bad_last_event_id_is_422(client: httpx.AsyncClient, people: dic
 
 
 async def test_a_last_event_id_of_another_batch_names_only_this_batchs_events(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     """Ids count each batch's own events: one from a longer batch is beyond a shorter one's log (422), and
     one within it resumes this batch only, never showing the other's events."""
-    longer = await finished(client, runtime, people["faculty"], 4)
-    shorter = await finished(client, runtime, people["faculty"], 1)
-    longer_log, shorter_log = await event_log(runtime.db, longer["id"]), await event_log(runtime.db, shorter["id"])
+    longer = await finished(client, parts, people["faculty"], 4)
+    shorter = await finished(client, parts, people["faculty"], 1)
+    longer_log, shorter_log = await event_log(parts.db, longer["id"]), await event_log(parts.db, shorter["id"])
     assert len(longer_log) > len(shorter_log)
     url = f"{BATCH}/{shorter['id']}/progress"
     beyond = {"Last-Event-ID": str(longer_log[-1][0])}
@@ -250,13 +250,14 @@ async def test_a_last_event_id_of_another_batch_names_only_this_batchs_events(
 
 
 async def test_too_many_active_batches_is_429_on_create_and_on_retry(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     faculty = people["faculty"]
-    assert isinstance(runtime.provider, OfflineProvider)
-    runtime.provider.failure_rate = 1.0  # a batch that failed, to retry
-    failed = await finished(client, runtime, faculty, 1)
-    runtime.provider.failure_rate = 0.0
+    provider = worker_of(parts).provider
+    assert isinstance(provider, OfflineProvider)
+    provider.failure_rate = 1.0  # a batch that failed, to retry
+    failed = await finished(client, parts, faculty, 1)
+    provider.failure_rate = 0.0
     running = [await create(client, faculty, 500) for _ in range(2)]
     response = await client.post(BATCH, json=batch_body(1), headers=faculty.headers)
     assert_error(response, 429, "TOO_MANY_BATCHES")
@@ -274,10 +275,8 @@ async def test_too_many_active_batches_is_429_on_create_and_on_retry(
         await client.post(f"{BATCH}/{batch['id']}/cancel", headers=faculty.headers)
 
 
-async def test_a_body_over_the_limit_is_413(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
-) -> None:
-    padding = "x" * (runtime.settings.max_body_bytes + 1)
+async def test_a_body_over_the_limit_is_413(client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]) -> None:
+    padding = "x" * (parts.settings.max_body_bytes + 1)
     response = await client.post(BATCH, json=batch_body(1) | {"padding": padding}, headers=people["faculty"].headers)
     assert_error(response, 413, "PAYLOAD_TOO_LARGE")
 

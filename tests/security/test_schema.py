@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from livebatch.app import create_app
 from livebatch.config import Settings
 from livebatch.db import Database
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from tests.batches.conftest import start_batch
 from tests.checks import wait_for_status
 from tests.conftest import JWT_SECRET, Person
@@ -49,7 +49,7 @@ CONFIG = SchemathesisConfig.from_dict(
 
 
 def _operations() -> list[tuple[str, str]]:
-    """(method, path) of every documented operation, read from the app's schema (no runtime needed)."""
+    """(method, path) of every documented operation, read from the app's schema (no parts needed)."""
     app = create_app(Settings(data_dir=Path("/nonexistent"), jwt_secret=SecretStr(JWT_SECRET)))
     return sorted((method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops)
 
@@ -65,7 +65,7 @@ class Api:
 
 @pytest.fixture
 async def finished_batch(settings: Settings, people: dict[str, Person]) -> AsyncIterator[str]:
-    rt = Runtime(settings, worker=True)
+    rt = Parts(settings, worker=True)
     await rt.start()
     try:
         batch_id = await start_batch(rt, people["faculty"], 2)
@@ -77,7 +77,7 @@ async def finished_batch(settings: Settings, people: dict[str, Person]) -> Async
 
 @pytest.fixture
 def api(settings: Settings, finished_batch: str) -> Iterator[Api]:
-    """The app, its runtime started by schemathesis's ASGI client (lifespan) on a loop of its own."""
+    """The app, its parts started by schemathesis's ASGI client (lifespan) on a loop of its own."""
     app = create_app(settings, worker=False)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
     assert isinstance(schema, OpenApiSchema)

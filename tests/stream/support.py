@@ -1,7 +1,7 @@
 """Reading a batch's progress stream the way a client does (httpx + httpx-sse), and what to compare it with.
 
 The key sets are the brief's TypeScript interfaces, to the letter; `item.failed` may carry `errorKind`
-as well (DESIGN.md), nothing else.
+as well (the README's stream section), nothing else.
 """
 
 from __future__ import annotations

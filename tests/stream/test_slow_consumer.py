@@ -1,7 +1,7 @@
 """A client that stops reading is cut off once its stream's buffer is full; the others never wait for it.
 
 The stalled client here sends its request and then reads nothing. On loopback the kernel would absorb
-megabytes for it before the server's writes block (NOTES.md), so its socket is made small, as over a
+megabytes for it before the server's writes block (docs/stack-notes.md), so its socket is made small, as over a
 slow link: a 2 KB receive buffer and a 536-byte segment size keep what the kernel holds to tens of KB.
 Past that the server's write blocks, the stream stops draining its subscription, and the bounded queue
 (`LIVEBATCH_STREAM_BUFFER`) fills: the fan-out drops the subscriber instead of waiting for it.

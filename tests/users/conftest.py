@@ -13,7 +13,7 @@ import pytest
 
 from livebatch.clock import utcnow
 from livebatch.config import Settings
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from tests.conftest import settings_env
 
 PUBLIC_URL = "http://testserver"  # the in-process app's own origin, printed in sign-in links
@@ -35,8 +35,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtime]:
-    rt = Runtime(settings, worker=False, clock=clock)
+async def parts(settings: Settings, clock: Clock) -> AsyncIterator[Parts]:
+    rt = Parts(settings, worker=False, clock=clock)
     await rt.start()
     yield rt
     await rt.aclose()

@@ -14,7 +14,7 @@ import typer
 from livebatch import cli
 from livebatch.auth import COOKIE
 from livebatch.db import Database
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from livebatch.users import repository
 from tests.conftest import Person, batch_body
 from tests.stream.support import assert_error
@@ -26,9 +26,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def test_token_creates_the_user_and_prints_a_working_token(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person], db: Database
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person], db: Database
 ) -> None:
-    ran = await livebatch(runtime.settings, "token", "--user", "Newcomer@Uni.example", "--role", "faculty")
+    ran = await livebatch(parts.settings, "token", "--user", "Newcomer@Uni.example", "--role", "faculty")
     assert ran.code == 0, ran.stderr
     token = ran.stdout.strip()
     assert "\n" not in token  # one line: `export LIVEBATCH_TOKEN=$(livebatch token ...)`
@@ -41,9 +41,9 @@ async def test_token_creates_the_user_and_prints_a_working_token(
 
 
 async def test_token_with_another_role_changes_an_existing_users_role(
-    client: httpx.AsyncClient, runtime: Runtime, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
-    ran = await livebatch(runtime.settings, "token", "--user", "ada@uni.example", "--role", "student")
+    ran = await livebatch(parts.settings, "token", "--user", "ada@uni.example", "--role", "student")
     assert ran.code == 0, ran.stderr
     token = ran.stdout.strip()
     me = (await client.get("/api/v1/me", headers=bearer(token))).json()
@@ -52,11 +52,11 @@ async def test_token_with_another_role_changes_an_existing_users_role(
 
 
 async def test_login_link_signs_in_once_with_an_httponly_cookie_then_expires(
-    client: httpx.AsyncClient, runtime: Runtime, clock: Clock, people: dict[str, Person]
+    client: httpx.AsyncClient, parts: Parts, clock: Clock, people: dict[str, Person]
 ) -> None:
     first, second = await asyncio.gather(
-        livebatch(runtime.settings, "login-link", "--user", "ada@uni.example", "--next", "/faculty/generate/batches"),
-        livebatch(runtime.settings, "login-link", "--user", "ada@uni.example"),
+        livebatch(parts.settings, "login-link", "--user", "ada@uni.example", "--next", "/faculty/generate/batches"),
+        livebatch(parts.settings, "login-link", "--user", "ada@uni.example"),
     )
     assert (first.code, second.code) == (0, 0), first.stderr + second.stderr
     link = urlsplit(first.stdout.strip())
@@ -79,7 +79,7 @@ async def test_login_link_signs_in_once_with_an_httponly_cookie_then_expires(
     again = await client.get(f"{link.path}?{link.query}")
     assert again.status_code == 401 and "no longer valid" in again.text and "set-cookie" not in again.headers
     # Short-lived: an unused link is refused once its lifetime (10 minutes by default) has passed.
-    clock.offset = timedelta(seconds=runtime.settings.login_link_ttl_s + 1)
+    clock.offset = timedelta(seconds=parts.settings.login_link_ttl_s + 1)
     late = urlsplit(second.stdout.strip())
     expired = await client.get(f"{late.path}?{late.query}")
     assert expired.status_code == 401 and "set-cookie" not in expired.headers
@@ -87,10 +87,10 @@ async def test_login_link_signs_in_once_with_an_httponly_cookie_then_expires(
 
 
 async def test_bad_input_is_refused_with_a_message_and_exit_code_2(
-    runtime: Runtime, capsys: pytest.CaptureFixture[str]
+    parts: Parts, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The commands' own code, in this process (their subprocess runs are above)."""
-    settings = runtime.settings
+    settings = parts.settings
     cases: list[tuple[Callable[[], Awaitable[str]], str]] = [
         (lambda: cli._mint(settings, "not an email", role=None), "'not an email' is not an email address."),
         (lambda: cli._mint(settings, "x@uni.example", role="wizard"), "'wizard' is not a valid Role"),

@@ -15,31 +15,33 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livebatch.app import create_app
 from livebatch.auth import COOKIE, mint_token
-from livebatch.batches import service
+from livebatch.batches import service, work
 from livebatch.batches.models import Batch
+from livebatch.batches.questions import Option, Question
 from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
+from livebatch.batches.work import Claim
 from livebatch.config import Settings
 from livebatch.courses.service import put_course
-from livebatch.generation.items import Option, Question
-from livebatch.runtime import Runtime
+from livebatch.parts import Parts
 from livebatch.users.models import User
 from livebatch.web import pages
+from tests.checks import Unqueued
 from tests.conftest import Person
 
 HOSTILE = '<script>alert("x")</script>'
 
 
 @pytest.fixture
-async def quiet_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    rt = Runtime(settings, worker=False)
+async def quiet_parts(settings: Settings) -> AsyncIterator[Parts]:
+    rt = Parts(settings, worker=False)
     await rt.start()
     yield rt
     await rt.aclose()
 
 
 @pytest.fixture
-async def web(quiet_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(runtime=quiet_runtime)
+async def web(quiet_parts: Parts) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(parts=quiet_parts)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
         yield http
 
@@ -48,30 +50,29 @@ def signed_in(person: Person) -> dict[str, str]:
     return {"Cookie": f"{COOKIE}={person.token}"}
 
 
-async def make_batch(rt: Runtime, owner: User, count: int = 3, course: str = "course-uuid-1") -> Batch:
+async def make_batch(rt: Parts, owner: User, count: int = 3, course: str = "course-uuid-1") -> Batch:
     """A batch that stays queued: committed without queueing its items (no worker here anyway)."""
-    async with rt.db.session() as session:
+    async with Unqueued(rt.db).begin() as uow:
         spec = BatchCreate(
             course_id=course,
             target_count=count,
             difficulty_distribution=DifficultyDistribution(easy=30, medium=50, hard=20),
         )
-        batch = await service.create_batch(session, spec, owner=owner, limits=rt.limits, now=rt.now())
-        await session.commit()
+        batch = await service.create_batch(uow, spec, owner=owner, limits=rt.limits, now=rt.now())
+        await uow.commit()
     return batch
 
 
-async def complete_first_item(rt: Runtime, batch: Batch, question: Question) -> None:
-    async with rt.db.session() as session:
-        items = await _items(session, batch)
-        claim = await service.claim_item(session, items[0], now=rt.now(), lease=timedelta(seconds=30))
-        assert isinstance(claim, service.Claim)
-        await session.commit()
-    async with rt.db.session() as session:
-        assert await service.complete_item(
-            session, claim, question.model_copy(update={"difficulty": claim.difficulty}), now=rt.now()
-        )
-        await session.commit()
+async def complete_first_item(rt: Parts, batch: Batch, question: Question) -> None:
+    async with Unqueued(rt.db).begin() as uow:
+        items = await _items(uow.session, batch)
+        claim = await work.claim_item(uow, items[0], now=rt.now(), lease=timedelta(seconds=30))
+        assert isinstance(claim, Claim)
+        await uow.commit()
+    async with Unqueued(rt.db).begin() as uow:
+        question = question.model_copy(update={"difficulty": claim.difficulty})
+        assert await work.complete_item(uow, claim, question, now=rt.now())
+        await uow.commit()
 
 
 async def _items(session: AsyncSession, batch: Batch) -> list[UUID]:
@@ -92,9 +93,9 @@ def page_paths(batch_id: str) -> list[str]:
 
 
 async def test_without_a_session_every_page_sends_the_visitor_to_sign_in(
-    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+    web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person]
 ) -> None:
-    batch = await make_batch(quiet_runtime, people["faculty"].user)
+    batch = await make_batch(quiet_parts, people["faculty"].user)
     for path in page_paths(str(batch.id)):
         for headers in ({}, {"Cookie": f"{COOKIE}=not-a-token"}):
             response = await web.get(path, headers=headers)
@@ -107,9 +108,9 @@ async def test_without_a_session_every_page_sends_the_visitor_to_sign_in(
 
 
 async def test_an_expired_session_also_leads_to_sign_in(
-    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+    web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person]
 ) -> None:
-    old = mint_token(quiet_runtime.settings, people["faculty"].user, now=quiet_runtime.now() - timedelta(days=2))
+    old = mint_token(quiet_parts.settings, people["faculty"].user, now=quiet_parts.now() - timedelta(days=2))
     response = await web.get("/faculty/generate/batches", headers={"Cookie": f"{COOKIE}={old}"})
     assert response.status_code == 303 and response.headers["location"].startswith("/signin?next=")
 
@@ -122,12 +123,12 @@ async def test_sign_in_help_only_leads_back_to_this_site(web: httpx.AsyncClient)
 
 
 async def test_another_facultys_batch_is_a_403_page_that_shows_nothing_of_it(
-    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+    web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person]
 ) -> None:
-    async with quiet_runtime.db.session() as session:
+    async with quiet_parts.db.session() as session:
         await put_course(session, "course-secret-1", "Secret Course Title")
         await session.commit()
-    batch = await make_batch(quiet_runtime, people["faculty"].user, course="course-secret-1")
+    batch = await make_batch(quiet_parts, people["faculty"].user, course="course-secret-1")
     for path in page_paths(str(batch.id))[2:]:
         response = await web.get(path, headers=signed_in(people["other"]))
         assert response.status_code == 403, path
@@ -170,9 +171,9 @@ async def test_the_api_keeps_answering_json_errors(web: httpx.AsyncClient, peopl
 
 
 async def test_a_bad_query_on_a_page_is_a_422_page(
-    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+    web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person]
 ) -> None:
-    batch = await make_batch(quiet_runtime, people["faculty"].user)
+    batch = await make_batch(quiet_parts, people["faculty"].user)
     response = await web.get(
         f"/faculty/generate/batch/{batch.id}/items", params={"cursor": "abc"}, headers=signed_in(people["faculty"])
     )
@@ -181,11 +182,11 @@ async def test_a_bad_query_on_a_page_is_a_422_page(
 
 
 async def test_the_history_lists_ones_own_batches_newest_first_in_pages(
-    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person], monkeypatch: pytest.MonkeyPatch
+    web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pages, "HISTORY_PAGE", 2)
-    mine = [await make_batch(quiet_runtime, people["faculty"].user, count=n) for n in (1, 2, 3)]
-    theirs = await make_batch(quiet_runtime, people["other"].user)
+    mine = [await make_batch(quiet_parts, people["faculty"].user, count=n) for n in (1, 2, 3)]
+    theirs = await make_batch(quiet_parts, people["other"].user)
     first = await web.get("/faculty/generate/batches", headers=signed_in(people["faculty"]))
     assert first.status_code == 200
     assert str(theirs.id) not in first.text
@@ -200,21 +201,21 @@ async def test_the_history_lists_ones_own_batches_newest_first_in_pages(
 
 
 async def test_the_form_offers_the_courses_of_the_courses_table(
-    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+    web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person]
 ) -> None:
-    async with quiet_runtime.db.session() as session:
+    async with quiet_parts.db.session() as session:
         await put_course(session, "course-neuro-1", f"Neuroanatomy {HOSTILE}", "NEU-101")
         await session.commit()
     page = await web.get("/faculty/generate/batch/new", headers=signed_in(people["faculty"]))
     assert '<option value="course-neuro-1">Neuroanatomy &lt;script&gt;' in page.text
     assert '<option value="course-uuid-1">Cardiovascular Pathology (CVP-301)</option>' in page.text
-    assert f'max="{quiet_runtime.settings.max_target_count}"' in page.text
+    assert f'max="{quiet_parts.settings.max_target_count}"' in page.text
 
 
 async def test_generated_items_read_as_questions_with_the_key_and_are_escaped(
-    web: httpx.AsyncClient, quiet_runtime: Runtime, people: dict[str, Person]
+    web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person]
 ) -> None:
-    batch = await make_batch(quiet_runtime, people["faculty"].user)
+    batch = await make_batch(quiet_parts, people["faculty"].user)
     question = Question(
         stem=f"A stem with {HOSTILE} in it?",
         options=[Option(label=label, text=f"Option {label}") for label in "ABCDE"],  # type: ignore[arg-type]
@@ -222,7 +223,7 @@ async def test_generated_items_read_as_questions_with_the_key_and_are_escaped(
         explanation="Because <b>C</b>.",
         difficulty="easy",
     )
-    await complete_first_item(quiet_runtime, batch, question)
+    await complete_first_item(quiet_parts, batch, question)
     page = await web.get(f"/faculty/generate/batch/{batch.id}/items", headers=signed_in(people["faculty"]))
     assert page.status_code == 200
     assert HOSTILE not in page.text and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text

@@ -10,13 +10,12 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from livebatch.auth import FacultyUser
-from livebatch.batches import repository, service, stream
+from livebatch.batches import reads, service
 from livebatch.batches.events import (
     BatchComplete,
     BatchPaused,
@@ -34,14 +33,12 @@ from livebatch.batches.schemas import (
     BatchDetail,
     BatchPage,
     BatchRead,
-    FeedEntry,
     GeneratedItemPage,
-    GeneratedItemRead,
 )
-from livebatch.courses.models import Course
-from livebatch.db import ReadSessionDep, SessionDep
+from livebatch.db import Database
+from livebatch.deps import ClockDep, DatabaseDep, LimitsDep, ReadSessionDep, StreamsDep, UnitOfWorkDep
 from livebatch.errors import BadRequest, error_responses
-from livebatch.runtime import Runtime
+from livebatch.uow import UnitOfWork
 
 router = APIRouter(prefix="/api/v1/generation", tags=["generation"])
 
@@ -77,26 +74,15 @@ SSE_EVENT = {
 EVENT_ID = {"pattern": r"^[0-9]{0,18}$", "description": "The sequence number of the last event received (empty: none)"}
 
 
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
-
-
-async def _read(session: AsyncSession, batch: Batch) -> BatchRead:
-    course = await session.get(Course, batch.course_id)
-    return BatchRead.of(batch, course, service.snapshot_of(batch))
-
-
 @router.post(
     "/batch", status_code=201, response_model=BatchRead, responses=error_responses(400, 401, 403, 413, 422, 429)
 )
-async def create_batch(spec: BatchCreate, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
-    batch = await service.create_batch(session, spec, owner=user, limits=rt.limits, now=rt.now())
-    read = await _read(session, batch)
-    await rt.commit(session)  # the first items are queued only after this
+async def create_batch(
+    spec: BatchCreate, uow: UnitOfWorkDep, user: FacultyUser, limits: LimitsDep, now: ClockDep
+) -> BatchRead:
+    batch = await service.create_batch(uow, spec, owner=user, limits=limits, now=now())
+    read = await reads.batch_read(uow.session, batch)
+    await uow.commit()  # the first items are queued only after this
     return read
 
 
@@ -107,10 +93,8 @@ async def list_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> BatchPage:
-    batches = await repository.batches_page(session, user.id, before=_decode_cursor(cursor), limit=limit + 1)
-    page = [await _read(session, b) for b in batches[:limit]]
-    more = len(batches) > limit
-    return BatchPage(batches=page, next_cursor=_encode_cursor(batches[limit - 1]) if more else None)
+    page, last = await reads.batches_page(session, user, before=_decode_cursor(cursor), limit=limit)
+    return BatchPage(batches=page, next_cursor=_encode_cursor(last) if last is not None else None)
 
 
 @router.get("/batch/{batch_id}", response_model=BatchDetail, responses=READ)
@@ -120,13 +104,7 @@ async def read_batch(
     user: FacultyUser,
     feed: Annotated[int, Query(ge=0, le=10_000, description="Most feed rows to return")] = 1000,
 ) -> BatchDetail:
-    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
-    # last_seq is read with the batch, before the feed: a feed newer than it is harmless (replayed
-    # events are idempotent in the page's reducer), one older would lose events.
-    last_event_id = batch.last_seq
-    items = await repository.feed_items(session, batch.id, limit=feed)
-    read = await _read(session, batch)
-    return BatchDetail(**read.model_dump(), items=[FeedEntry.of(i) for i in items], last_event_id=last_event_id)
+    return await reads.batch_detail(session, service.parse_batch_id(batch_id), user, feed=feed)
 
 
 @router.get(
@@ -141,44 +119,43 @@ async def read_batch(
 async def stream_progress(
     batch_id: str,
     user: FacultyUser,
-    rt: RuntimeDep,
+    streams: StreamsDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", json_schema_extra=EVENT_ID)] = None,
     last_event_id: Annotated[str | None, Query(alias="lastEventId", json_schema_extra=EVENT_ID)] = None,
 ) -> Response:
-    return await stream.open_stream(rt, batch_id, user, header_id=last_event_id_header, query_id=last_event_id)
+    return await streams.open(batch_id, user, header_id=last_event_id_header, query_id=last_event_id)
 
 
 @router.post("/batch/{batch_id}/pause", response_model=BatchRead, responses=CONTROL)
-async def pause_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
-    batch = await service.pause_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
-    read = await _read(session, batch)
-    await rt.commit(session)
-    return read
+async def pause_batch(batch_id: str, uow: UnitOfWorkDep, user: FacultyUser, now: ClockDep) -> BatchRead:
+    batch = await service.pause_batch(uow, service.parse_batch_id(batch_id), user=user, now=now())
+    return await _committed(uow, batch)
 
 
 @router.post("/batch/{batch_id}/resume", response_model=BatchRead, responses=CONTROL)
-async def resume_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
-    batch = await service.resume_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
-    read = await _read(session, batch)
-    await rt.commit(session)
-    return read
+async def resume_batch(batch_id: str, uow: UnitOfWorkDep, user: FacultyUser, now: ClockDep) -> BatchRead:
+    batch = await service.resume_batch(uow, service.parse_batch_id(batch_id), user=user, now=now())
+    return await _committed(uow, batch)
 
 
 @router.post("/batch/{batch_id}/cancel", response_model=BatchRead, responses=CONTROL)
-async def cancel_batch(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
-    batch = await service.cancel_batch(session, service.parse_batch_id(batch_id), user=user, now=rt.now())
-    read = await _read(session, batch)
-    await rt.commit(session)
-    return read
+async def cancel_batch(batch_id: str, uow: UnitOfWorkDep, user: FacultyUser, now: ClockDep) -> BatchRead:
+    batch = await service.cancel_batch(uow, service.parse_batch_id(batch_id), user=user, now=now())
+    return await _committed(uow, batch)
 
 
 @router.post("/batch/{batch_id}/retry-failed", response_model=BatchRead, responses=CONTROL | error_responses(429))
-async def retry_failed(batch_id: str, session: SessionDep, user: FacultyUser, rt: RuntimeDep) -> BatchRead:
-    batch = await service.retry_failed(
-        session, service.parse_batch_id(batch_id), user=user, limits=rt.limits, now=rt.now()
-    )
-    read = await _read(session, batch)
-    await rt.commit(session)
+async def retry_failed(
+    batch_id: str, uow: UnitOfWorkDep, user: FacultyUser, limits: LimitsDep, now: ClockDep
+) -> BatchRead:
+    batch = await service.retry_failed(uow, service.parse_batch_id(batch_id), user=user, limits=limits, now=now())
+    return await _committed(uow, batch)
+
+
+async def _committed(uow: UnitOfWork, batch: Batch) -> BatchRead:
+    """The batch as the command left it, read in its transaction; then the commit (and what it announces)."""
+    read = await reads.batch_read(uow.session, batch)
+    await uow.commit()
     return read
 
 
@@ -190,10 +167,8 @@ async def list_generated_items(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[int, Query(ge=-1, description="Item index the previous page ended at")] = -1,
 ) -> GeneratedItemPage:
-    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
-    rows = await repository.generated_page(session, batch.id, after_index=cursor, limit=limit + 1)
-    items = [GeneratedItemRead.of(g) for g in rows[:limit]]
-    return GeneratedItemPage(items=items, next_cursor=rows[limit - 1].idx if len(rows) > limit else None)
+    batch = await reads.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+    return await reads.generated_page(session, batch, after_index=cursor, limit=limit)
 
 
 @router.get(
@@ -203,24 +178,26 @@ async def list_generated_items(
         200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}, "description": "One item a line"},
     },
 )
-async def export_generated_items(batch_id: str, session: ReadSessionDep, user: FacultyUser, rt: RuntimeDep) -> Response:
-    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+async def export_generated_items(
+    batch_id: str, session: ReadSessionDep, user: FacultyUser, db: DatabaseDep
+) -> Response:
+    batch = await reads.get_owned_batch(session, service.parse_batch_id(batch_id), user)
     return StreamingResponse(
-        _jsonl(rt, batch.id),
+        _jsonl(db, batch),
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}.jsonl"'},
     )
 
 
-async def _jsonl(rt: Runtime, batch_id: UUID) -> AsyncIterator[bytes]:
+async def _jsonl(db: Database, batch: Batch) -> AsyncIterator[bytes]:
     after = -1
     while True:
-        async with rt.db.read_session() as session:
-            rows = await repository.generated_page(session, batch_id, after_index=after, limit=500)
-        if not rows:
+        async with db.read_session() as session:
+            page = await reads.generated_page(session, batch, after_index=after, limit=500)
+        if not page.items:
             return
-        yield b"".join(GeneratedItemRead.of(g).to_json().encode() + b"\n" for g in rows)
-        after = rows[-1].idx
+        yield b"".join(item.to_json().encode() + b"\n" for item in page.items)
+        after = page.items[-1].item_index
 
 
 def _encode_cursor(batch: Batch) -> str:

@@ -1,43 +1,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from livebatch.batches.status import BatchStatus, ItemStatus
 from livebatch.clock import utcnow
 from livebatch.db import Base
 
 
-class BatchStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    paused = "paused"
-    completed = "completed"
-    completed_with_errors = "completed_with_errors"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in _TERMINAL
+def _status_column(enum: type[BatchStatus] | type[ItemStatus], length: int) -> Enum:
+    """The enum in Python, its value as plain text in the table (no database enum type, no CHECK)."""
+    return Enum(enum, native_enum=False, create_constraint=False, length=length, values_callable=_values)
 
 
-_TERMINAL = frozenset(
-    {BatchStatus.completed, BatchStatus.completed_with_errors, BatchStatus.failed, BatchStatus.cancelled}
-)
-ACTIVE_STATUSES = (BatchStatus.queued, BatchStatus.running, BatchStatus.paused)
-
-
-class ItemStatus(StrEnum):
-    pending = "pending"
-    in_progress = "in_progress"
-    completed = "completed"
-    failed = "failed"
-    cancelled = "cancelled"
+def _values(enum: type[BatchStatus] | type[ItemStatus]) -> list[str]:
+    return [member.value for member in enum]
 
 
 class Batch(Base):
@@ -56,7 +37,7 @@ class Batch(Base):
     owner_id: Mapped[UUID] = mapped_column(ForeignKey("users.id"))
     course_id: Mapped[str] = mapped_column(ForeignKey("courses.id"))
     config: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(24), index=True)
+    status: Mapped[BatchStatus] = mapped_column(_status_column(BatchStatus, 24), index=True)
     concurrency: Mapped[int]
     total_items: Mapped[int]
     completed_items: Mapped[int] = mapped_column(default=0)
@@ -79,10 +60,6 @@ class Batch(Base):
             self.total_items - self.completed_items - self.failed_items - self.in_progress_items - self.cancelled_items
         )
 
-    @property
-    def batch_status(self) -> BatchStatus:
-        return BatchStatus(self.status)
-
 
 class Item(Base):
     __tablename__ = "batch_items"
@@ -99,7 +76,7 @@ class Item(Base):
     batch_id: Mapped[UUID] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"))
     idx: Mapped[int]
     difficulty: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.pending.value)
+    status: Mapped[ItemStatus] = mapped_column(_status_column(ItemStatus, 16), default=ItemStatus.pending)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     dispatched_at: Mapped[datetime | None]

@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, WireModel
-from livebatch.batches.models import Batch, GeneratedItem, Item, ItemStatus
+from livebatch.batches.models import Batch, GeneratedItem, Item
+from livebatch.batches.questions import Difficulty, Option, Question
+from livebatch.batches.status import Action, BatchStatus, ItemStatus, allowed_actions
 from livebatch.clock import iso, iso_or_none
 from livebatch.courses.models import Course
-from livebatch.generation.items import Difficulty, Option, Question
 
 QuestionType = Literal["single-best-answer"]
 
@@ -55,7 +56,7 @@ class CourseRead(BaseModel):
 
 class BatchRead(BaseModel):
     id: str
-    status: str
+    status: BatchStatus
     total_items: int
     completed_items: int
     failed_items: int
@@ -66,6 +67,11 @@ class BatchRead(BaseModel):
     created_at: str
     completed_at: str | None
     snapshot: BatchProgressSnapshot
+    status_label: str = Field(serialization_alias="statusLabel", description="The status in words")
+    finished: bool = Field(description="The batch is over: nothing runs until a retry")
+    allowed_actions: list[Action] = Field(
+        serialization_alias="allowedActions", description="The controls its status allows, as endpoint names"
+    )
 
     @classmethod
     def of(cls, batch: Batch, course: Course | None, snapshot: BatchProgressSnapshot) -> BatchRead:
@@ -86,6 +92,9 @@ class BatchRead(BaseModel):
             created_at=iso(batch.created_at),
             completed_at=iso_or_none(batch.completed_at),
             snapshot=snapshot,
+            status_label=batch.status.label,
+            finished=batch.status.is_terminal,
+            allowed_actions=list(allowed_actions(batch.status)),
         )
 
 
@@ -107,13 +116,15 @@ class FeedEntry(WireModel):
     error_kind: ErrorKind | None = Field(default=None, exclude_if=_is_none)
     retry_count: int | None = Field(default=None, exclude_if=_is_none)
     will_retry: bool | None = Field(default=None, exclude_if=_is_none)
+    stopped: bool | None = Field(default=None, exclude_if=_is_none)
     duration_ms: int | None = Field(default=None, exclude_if=_is_none)
     timestamp: str
 
     @classmethod
-    def of(cls, item: Item) -> FeedEntry:
-        """The row the page's reducer would hold after this item's last event."""
-        status = ItemStatus(item.status)
+    def of(cls, item: Item, batch_status: BatchStatus) -> FeedEntry:
+        """The item's row: what its last event said, with what its batch did since (a failed batch retries
+        nothing until "Retry failed", so a row that was waiting for a retry is `stopped`)."""
+        status = item.status
         moment = item.finished_at or item.started_at or item.next_attempt_at
         if status == ItemStatus.in_progress:
             return cls(item_id=str(item.id), item_index=item.idx, status="started", timestamp=iso(moment))
@@ -129,6 +140,7 @@ class FeedEntry(WireModel):
         if status == ItemStatus.cancelled:
             return cls(item_id=str(item.id), item_index=item.idx, status="cancelled", timestamp=iso(moment))
         # failed for good, or pending again after a failed attempt
+        stopped = item.will_retry and batch_status == BatchStatus.failed
         return cls(
             item_id=str(item.id),
             item_index=item.idx,
@@ -136,7 +148,8 @@ class FeedEntry(WireModel):
             error_message=item.last_error,
             error_kind=item.last_error_kind,  # type: ignore[arg-type]
             retry_count=item.attempts,
-            will_retry=item.will_retry,
+            will_retry=item.will_retry and not stopped,
+            stopped=True if stopped else None,
             timestamp=iso(moment),
         )
 

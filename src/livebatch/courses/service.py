@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livebatch.courses import repository
 from livebatch.courses.models import Course
 from livebatch.errors import BadRequest
 
@@ -17,14 +17,6 @@ DEMO_COURSES = (
 )
 
 
-async def get_course(session: AsyncSession, course_id: str) -> Course | None:
-    return await session.get(Course, course_id)
-
-
-async def list_courses(session: AsyncSession) -> list[Course]:
-    return list((await session.execute(select(Course).order_by(Course.title))).scalars())
-
-
 async def put_course(session: AsyncSession, course_id: str, title: str, code: str | None = None) -> Course:
     """Adds the course, or renames it if it exists."""
     if not _COURSE_ID.match(course_id):
@@ -32,20 +24,23 @@ async def put_course(session: AsyncSession, course_id: str, title: str, code: st
     title = title.strip()
     if not title or len(title) > 200:
         raise BadRequest("A course title is 1 to 200 characters.")
-    course = await session.get(Course, course_id)
+    course = await repository.get_course(session, course_id)
     if course is None:
-        course = Course(id=course_id, title=title, code=code)
-        session.add(course)
-    else:
-        course.title = title
-        if code is not None:
-            course.code = code
+        return await repository.add_course(session, course_id, title, code)
+    course.title = title
+    if code is not None:
+        course.code = code
     await session.flush()
     return course
 
 
 async def seed_demo_courses(session: AsyncSession) -> None:
     for course_id, code, title in DEMO_COURSES:
-        if await session.get(Course, course_id) is None:
-            session.add(Course(id=course_id, code=code, title=title))
-    await session.flush()
+        if await repository.get_course(session, course_id) is None:
+            await repository.add_course(session, course_id, title, code)
+
+
+async def ensure_demo_course(session: AsyncSession, course_id: str) -> None:
+    """Adds the demo courses when `course_id` is one of them and missing (`run-batch` on a new database)."""
+    if course_id in {c[0] for c in DEMO_COURSES} and await repository.get_course(session, course_id) is None:
+        await seed_demo_courses(session)

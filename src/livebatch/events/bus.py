@@ -7,7 +7,7 @@ the news attached: the event log stays the truth, and a subscriber that may have
 
 Each subscriber has a bounded queue filled with `put_nowait`. A subscriber whose queue is full is cut
 off (its stream ends and the client resumes from its last id) instead of growing memory or making the
-publisher wait for it, which would stall every other stream (NOTES.md).
+publisher wait for it, which would stall every other stream (docs/stack-notes.md).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The log is the source of truth for streams. Writers append inside the transaction that changes the state
 the event describes; the caller passes the `seq` it took from the batch row in that same transaction,
-which keeps seqs gap-free and visible in order (NOTES.md: a SEQUENCE would let readers skip events).
-Appended events wait in `session.info` until the boundary commits and hands them to the bus.
+which keeps seqs gap-free and visible in order (a SEQUENCE would let readers skip events for good, and
+leave holes on rollback: docs/stack-notes.md). The unit of work (uow.py) publishes what was appended once
+its transaction has committed.
 """
 
 from __future__ import annotations
@@ -54,37 +55,12 @@ class Notice:
     state: str | None = None
 
 
-_APPENDED = "livebatch.appended"
-_STATE = "livebatch.state"
-
-
 async def append(
     session: AsyncSession, batch_id: UUID, seq: int, name: str, payload: str, *, at: datetime
 ) -> LoggedEvent:
     # A Core insert: no ORM bookkeeping (nor autoflush) for the statement every event runs.
     await session.execute(insert(_TABLE).values(batch_id=batch_id, seq=seq, name=name, payload=payload, created_at=at))
-    event = LoggedEvent.of(seq, name, payload)
-    session.info.setdefault(_APPENDED, {}).setdefault(str(batch_id), []).append(event)
-    return event
-
-
-def attach_state(session: AsyncSession, batch_id: UUID, state: str) -> None:
-    """Records the topic's derived state after this transaction, to travel with its notice."""
-    session.info.setdefault(_STATE, {})[str(batch_id)] = state
-
-
-def take_notices(session: AsyncSession) -> list[Notice]:
-    """The notices of everything appended since the last call (call it after a successful commit)."""
-    appended: dict[str, list[LoggedEvent]] = session.info.pop(_APPENDED, {})
-    states: dict[str, str] = session.info.pop(_STATE, {})
-    topics = appended.keys() | states.keys()
-    return [Notice(t, tuple(appended.get(t, ())), states.get(t)) for t in sorted(topics)]
-
-
-def discard_notices(session: AsyncSession) -> None:
-    """Forgets what a rolled-back transaction appended."""
-    session.info.pop(_APPENDED, None)
-    session.info.pop(_STATE, None)
+    return LoggedEvent.of(seq, name, payload)
 
 
 async def events_after(session: AsyncSession, batch_id: UUID, after: int, *, limit: int) -> list[LoggedEvent]:

@@ -3,7 +3,7 @@ which hands them to its own `LocalBus`.
 
 Pub/sub keeps nothing for a subscriber that is away, so every moment a notice may have been lost turns
 into `RESYNC`: after each (re)subscription of the listener (redis-py reconnects and resubscribes the
-same `PubSub` by itself; replacing it loses messages, NOTES.md), and after a publisher could not
+same `PubSub` by itself; replacing it loses messages: docs/stack-notes.md), and after a publisher could not
 publish, which it announces to everyone once Redis is back. Streams then catch up from the event log.
 
 Publishing goes through an in-order outbox drained by one task, so a Redis outage never blocks the

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from livebatch.batches.events import ErrorKind
-from livebatch.generation.items import LABELS, Difficulty, Option, Question
+from livebatch.batches.questions import LABELS, Difficulty, Option, Question
 from livebatch.generation.providers import GenerationError, ItemRequest
 
 

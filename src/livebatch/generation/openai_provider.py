@@ -1,7 +1,7 @@
 """Any OpenAI-compatible chat-completions endpoint, through the official SDK, with structured output.
 
 The SDK's own retries are off (`max_retries=0`): livebatch retries with backoff itself, and each of our
-attempts must be one request, not up to three with minutes of sleep hidden inside (NOTES.md).
+attempts must be one request, not up to three with minutes of sleep hidden inside (docs/stack-notes.md).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 import openai
 import pydantic
 
-from livebatch.generation.items import Question
+from livebatch.batches.questions import Question
 from livebatch.generation.providers import FatalProviderError, GenerationError, ItemRequest
 
 SYSTEM_PROMPT = (

@@ -8,14 +8,11 @@ after a thousand doomed retries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from uuid import UUID
 
 from livebatch.batches.events import ErrorKind
-from livebatch.generation.items import Question
-
-if TYPE_CHECKING:
-    from livebatch.config import Settings
+from livebatch.batches.questions import Question
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +45,3 @@ class Provider(Protocol):
     async def generate(self, request: ItemRequest) -> Question: ...
 
     async def aclose(self) -> None: ...
-
-
-def create_provider(settings: Settings) -> Provider:
-    if settings.provider == "openai":
-        from livebatch.generation.openai_provider import OpenAIProvider
-
-        return OpenAIProvider(
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key.get_secret_value(),
-            model=settings.openai_model,
-            timeout_s=settings.openai_timeout_s,
-        )
-    from livebatch.generation.offline import OfflineProvider
-
-    return OfflineProvider(latency_ms=settings.offline_latency_ms, failure_rate=settings.offline_failure_rate)

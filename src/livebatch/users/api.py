@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from html import escape
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from livebatch.auth import COOKIE, CurrentIdentity, mint_token
-from livebatch.db import SessionDep
+from livebatch.config import Settings
+from livebatch.deps import ClockDep, SessionDep, SettingsDep
 from livebatch.errors import error_responses
-from livebatch.runtime import Runtime
-from livebatch.users import repository
-from livebatch.users.service import hash_link_secret
+from livebatch.users import service
+from livebatch.web.pages import render
 
 router = APIRouter(tags=["auth"])
 
@@ -33,17 +32,22 @@ async def read_me(identity: CurrentIdentity) -> Me:
 
 
 @router.get("/auth/login", include_in_schema=False)
-async def sign_in(request: Request, session: SessionDep, token: Annotated[str, Query(max_length=200)] = "") -> Response:
-    rt: Runtime = request.app.state.runtime
-    now = rt.now()
-    link = await repository.use_sign_in_link(session, hash_link_secret(token), now=now) if token else None
-    user = await repository.get_user(session, link.user_id) if link else None
-    if link is None or user is None:
+async def sign_in(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: ClockDep,
+    token: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    moment = now()
+    signed_in = await service.use_sign_in_link(session, token, now=moment)
+    if signed_in is None:
         await session.rollback()
-        return HTMLResponse(_expired_page(), status_code=401)
+        return render(request, "link_expired.html", {}, status_code=401)
     await session.commit()
-    response = RedirectResponse(link.next_path, status_code=303)
-    set_session_cookie(response, rt, mint_token(rt.settings, user, now=now))
+    user, next_path = signed_in
+    response = RedirectResponse(next_path, status_code=303)
+    set_session_cookie(response, settings, mint_token(settings, user, now=moment))
     return response
 
 
@@ -54,25 +58,13 @@ async def sign_out(identity: CurrentIdentity) -> Response:
     return response
 
 
-def set_session_cookie(response: Response, rt: Runtime, token: str) -> None:
+def set_session_cookie(response: Response, settings: Settings, token: str) -> None:
     response.set_cookie(
         COOKIE,
         token,
-        max_age=int(timedelta(seconds=rt.settings.jwt_ttl_s).total_seconds()),
+        max_age=int(timedelta(seconds=settings.jwt_ttl_s).total_seconds()),
         path="/",
         httponly=True,
         samesite="lax",
-        secure=rt.settings.public_url.startswith("https://"),
-    )
-
-
-def _expired_page() -> str:
-    command = escape("livebatch login-link")
-    return (
-        "<!doctype html><html lang=en><meta charset=utf-8><title>Sign-in link not valid</title>"
-        "<body style='font-family:system-ui;background:#f5f3ef;padding:3rem'>"
-        "<main style='background:#fff;max-width:36rem;margin:auto;padding:2rem;border-radius:8px'>"
-        "<h1>This sign-in link is no longer valid</h1>"
-        f"<p>Links work once and expire after a few minutes. Ask for a new one with <code>{command}</code>.</p>"
-        "</main></body></html>"
+        secure=settings.public_url.startswith("https://"),
     )

@@ -3,12 +3,17 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livebatch.errors import BadRequest
 from livebatch.users import repository
 from livebatch.users.models import Role, SignInLink, User
+
+
+async def get_user(session: AsyncSession, user_id: UUID) -> User | None:
+    return await repository.get_user(session, user_id)
 
 
 def normalize_email(email: str) -> str:
@@ -46,3 +51,10 @@ async def create_sign_in_link(
     )
     await session.flush()
     return secret
+
+
+async def use_sign_in_link(session: AsyncSession, secret: str, *, now: datetime) -> tuple[User, str] | None:
+    """Spends a one-time link: its user and the path it leads to; None when it is unknown, used or expired."""
+    link = await repository.use_sign_in_link(session, hash_link_secret(secret), now=now) if secret else None
+    user = await repository.get_user(session, link.user_id) if link else None
+    return None if link is None or user is None else (user, link.next_path)

@@ -16,17 +16,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from livebatch.auth import FacultyUser
-from livebatch.batches import repository, service
-from livebatch.batches.models import Batch
-from livebatch.batches.schemas import BatchRead, GeneratedItemRead
-from livebatch.courses.models import Course
-from livebatch.courses.service import list_courses
-from livebatch.db import ReadSessionDep
-from livebatch.runtime import Runtime
+from livebatch.batches import reads, service
+from livebatch.courses import repository as courses
+from livebatch.deps import ReadSessionDep, SettingsDep
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
@@ -44,16 +39,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
-STATUS_LABELS = {
-    "queued": "Queued",
-    "running": "Running",
-    "paused": "Paused",
-    "completed": "Completed",
-    "completed_with_errors": "Completed with errors",
-    "failed": "Failed",
-    "cancelled": "Cancelled",
-}
-TEMPLATES.env.globals["status_label"] = lambda status: STATUS_LABELS.get(status, status)
 
 router = APIRouter(include_in_schema=False)
 
@@ -83,7 +68,7 @@ def error_page(request: Request, status_code: int, message: str) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/signin?next={quote(target, safe='/')}", status_code=303)
     titles = {403: "Not available to you", 404: "Not found", 422: "That address is not valid"}
-    return _render(
+    return render(
         request,
         "error.html",
         {"title": titles.get(status_code, "Something went wrong"), "message": message, "status": status_code},
@@ -91,7 +76,7 @@ def error_page(request: Request, status_code: int, message: str) -> Response:
     )
 
 
-def _render(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200) -> HTMLResponse:
+def render(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200) -> HTMLResponse:
     response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
     response.headers.update(SECURITY_HEADERS)
     return response
@@ -112,7 +97,7 @@ async def sign_in_help(
     request: Request, next_path: Annotated[str, Query(alias="next", max_length=500)] = ""
 ) -> Response:
     """Where a visitor without a session lands: sign-in is by one-time link, printed by the CLI."""
-    return _render(request, "signin.html", {"next": _safe_next(next_path)})
+    return render(request, "signin.html", {"next": _safe_next(next_path)})
 
 
 @router.get("/faculty/generate/batches")
@@ -122,29 +107,31 @@ async def history_page(
     user: FacultyUser,
     before: Annotated[UUID | None, Query(description="Show batches older than this one")] = None,
 ) -> Response:
-    after: Batch | None = await repository.get_batch(session, before) if before else None
-    cursor = (after.created_at, after.id) if after is not None and after.owner_id == user.id else None
-    batches = await repository.batches_page(session, user.id, before=cursor, limit=HISTORY_PAGE + 1)
-    rows = [await _read(session, b) for b in batches[:HISTORY_PAGE]]
-    older = str(batches[HISTORY_PAGE - 1].id) if len(batches) > HISTORY_PAGE else None
+    rows, last = await reads.batches_before(session, user, before, limit=HISTORY_PAGE)
+    older = str(last.id) if last is not None else None
     context = {"user": user, "nav": "history", "batches": rows, "older": older, "paged": before is not None}
-    return _render(request, "batches.html", context)
+    return render(request, "batches.html", context)
 
 
 @router.get("/faculty/generate/batch/new")
-async def new_batch_page(request: Request, session: ReadSessionDep, user: FacultyUser) -> Response:
-    rt: Runtime = request.app.state.runtime
-    courses = await list_courses(session)
-    context = {"user": user, "nav": "new", "courses": courses, "max_count": rt.settings.max_target_count}
-    return _render(request, "new.html", context)
+async def new_batch_page(
+    request: Request, session: ReadSessionDep, user: FacultyUser, settings: SettingsDep
+) -> Response:
+    context = {
+        "user": user,
+        "nav": "new",
+        "courses": await courses.list_courses(session),
+        "max_count": settings.max_target_count,
+    }
+    return render(request, "new.html", context)
 
 
 @router.get("/faculty/generate/batch/{batch_id}")
 async def progress_page(request: Request, batch_id: str, session: ReadSessionDep, user: FacultyUser) -> Response:
-    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
-    course = await session.get(Course, batch.course_id)
-    context = {"user": user, "batch_id": str(batch.id), "course_title": course.title if course else batch.course_id}
-    return _render(request, "progress.html", context)
+    batch = await reads.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+    read = await reads.batch_read(session, batch)
+    context = {"user": user, "batch_id": read.id, "course_title": read.course.title}
+    return render(request, "progress.html", context)
 
 
 @router.get("/faculty/generate/batch/{batch_id}/items")
@@ -155,20 +142,14 @@ async def items_page(
     user: FacultyUser,
     cursor: Annotated[int, Query(ge=-1, description="Item index the previous page ended at")] = -1,
 ) -> Response:
-    batch = await service.get_owned_batch(session, service.parse_batch_id(batch_id), user)
-    rows = await repository.generated_page(session, batch.id, after_index=cursor, limit=ITEMS_PAGE + 1)
-    items = [GeneratedItemRead.of(g) for g in rows[:ITEMS_PAGE]]
+    batch = await reads.get_owned_batch(session, service.parse_batch_id(batch_id), user)
+    page = await reads.generated_page(session, batch, after_index=cursor, limit=ITEMS_PAGE)
     context = {
         "user": user,
-        "batch": await _read(session, batch),
-        "items": items,
-        "total": await repository.count_generated(session, batch.id),
-        "next_cursor": rows[ITEMS_PAGE - 1].idx if len(rows) > ITEMS_PAGE else None,
+        "batch": await reads.batch_read(session, batch),
+        "items": page.items,
+        "total": await reads.count_generated(session, batch),
+        "next_cursor": page.next_cursor,
         "paged": cursor >= 0,
     }
-    return _render(request, "items.html", context)
-
-
-async def _read(session: AsyncSession, batch: Batch) -> BatchRead:
-    course = await session.get(Course, batch.course_id)
-    return BatchRead.of(batch, course, service.snapshot_of(batch))
+    return render(request, "items.html", context)

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from livebatch.generation.items import Question, rule_broken
+from livebatch.batches.questions import Question, rule_broken
 
 
 def question(**changes: Any) -> Question:

@@ -1,11 +1,12 @@
-"""The work queue scaled out: Taskiq's Redis stream broker, made to live through Redis going away.
+"""The work queue: dispatched items as Taskiq tasks (`TaskQueue`), on the in-process broker or, scaled
+out, on Taskiq's Redis stream broker made to live through Redis going away (`ItemQueue`).
 
 taskiq-redis's `listen()` raises on the first connection error and Taskiq's receiver restarts it at
 once, in a tight loop that logs a traceback per spin while Redis is down. A Redis restarted without
 persistence comes back with neither the stream nor its consumer group, so every read then fails with
 NOGROUP, and the messages it held are gone. Here the listener backs off and reconnects, re-creates
 the group from the start of the stream (so work queued after the restart, before the group existed,
-is still delivered), and reports the loss (NOGROUP, or a new Redis `run_id`) to `on_lost`: the runtime
+is still delivered), and reports the loss (NOGROUP, or a new Redis `run_id`) to `on_lost`: the worker
 then queues every dispatched item again at once instead of waiting for the dispatch timeout. A
 duplicate delivery does nothing, since the claim is a conditional update.
 """
@@ -16,15 +17,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
-from taskiq import AckableMessage
+from taskiq import AckableMessage, AsyncBroker
 from taskiq_redis import RedisStreamBroker
+
+from livebatch.generation import tasks
 
 logger = logging.getLogger("livebatch.queue")
 
@@ -33,6 +37,22 @@ logger = logging.getLogger("livebatch.queue")
 STREAM_MAXLEN = 100_000
 BACKOFF_MAX_S = 2.0
 RECLAIM_EVERY_S = 30.0
+
+
+class TaskQueue:
+    """Queues dispatched items, one task each (the uow's `WorkQueue`)."""
+
+    def __init__(self, broker: AsyncBroker) -> None:
+        self.broker = broker
+        self._task = tasks.register(broker)
+
+    async def enqueue(self, item_ids: Sequence[UUID]) -> None:
+        for item_id in item_ids:
+            try:
+                await self._task.kiq(str(item_id))
+            except Exception as exc:
+                # Committed as dispatched: the sweeper queues it again once it looks lost.
+                logger.warning("could not queue item %s (%s); the sweeper will queue it again", item_id, exc)
 
 
 class ItemQueue(RedisStreamBroker):

@@ -1,0 +1,170 @@
+"""The steps every change of a batch is made of, shared by the faculty's commands (service.py) and the
+workers' results (work.py): append the event, keep the dispatch window full, end the batch.
+
+Each step changes the batch row and its counters in the caller's unit of work, under the batch's lock;
+the snapshot that travels with an event is read from those counters, so it is exactly as of that event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from livebatch.batches import item_repository, progress
+from livebatch.batches.events import BatchComplete, BatchEvent, BatchProgressSnapshot, ErrorKind, ItemFailed
+from livebatch.batches.models import Batch
+from livebatch.batches.retry import RetryPolicy
+from livebatch.batches.status import WORKING, BatchStatus
+from livebatch.events import log
+from livebatch.uow import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt at one item: the attempt number fences its result (only that attempt may record it)."""
+
+    item_id: UUID
+    item_index: int
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an attempt failed; a `fatal` one (a rejected API key) fails the whole batch at once."""
+
+    kind: ErrorKind
+    message: str
+    fatal: bool = False
+    retry_after_ms: int | None = None
+
+
+def snapshot_of(batch: Batch) -> BatchProgressSnapshot:
+    return progress.snapshot(
+        str(batch.id),
+        total=batch.total_items,
+        completed=batch.completed_items,
+        failed=batch.failed_items,
+        in_progress=batch.in_progress_items,
+        pending=batch.pending_items,
+        window=batch.completion_window,
+    )
+
+
+async def append(uow: UnitOfWork, batch: Batch, event: BatchEvent, *, now: datetime) -> None:
+    """Appends `event` with the batch's next seq, to be published with the snapshot as of it."""
+    batch.last_seq += 1
+    logged = await log.append(uow.session, batch.id, batch.last_seq, event.name, event.to_json(), at=now)
+    uow.announce(str(batch.id), logged, state=snapshot_of(batch).to_json())
+
+
+async def dispatch(uow: UnitOfWork, batch: Batch, count: int, *, now: datetime) -> list[UUID]:
+    """Dispatches up to `count` more items of the batch, queued for a worker once the unit commits."""
+    ids = await item_repository.mark_dispatched(uow.session, batch.id, count, now=now)
+    uow.dispatch(ids)
+    return ids
+
+
+def stop_clock(batch: Batch, now: datetime) -> None:
+    batch.active_ms = progress.active_clock_ms(batch.active_ms, batch.running_since, now)
+    batch.running_since = None
+
+
+async def finish(uow: UnitOfWork, batch: Batch, status: BatchStatus, *, now: datetime) -> None:
+    stop_clock(batch, now)
+    batch.status = status
+    batch.completed_at = now
+    started = batch.started_at or batch.created_at
+    event = BatchComplete(
+        batch_id=str(batch.id),
+        status=status.value,
+        total_items=batch.total_items,
+        completed_items=batch.completed_items,
+        failed_items=batch.failed_items,
+        total_duration_ms=max(0, round((now - started).total_seconds() * 1000)),
+    )
+    await append(uow, batch, event, now=now)
+
+
+async def after_item(uow: UnitOfWork, batch: Batch, *, now: datetime) -> None:
+    """After an item finished an attempt: end the batch if nothing is left, else keep the window full."""
+    if batch.status.is_terminal:
+        return
+    if batch.pending_items == 0 and batch.in_progress_items == 0:
+        if batch.failed_items == 0:
+            status = BatchStatus.completed
+        elif batch.completed_items == 0:
+            status = BatchStatus.failed
+            batch.error_message = batch.error_message or f"All {batch.failed_items} items failed."
+        else:
+            status = BatchStatus.completed_with_errors
+        await finish(uow, batch, status, now=now)
+    elif batch.status in WORKING:
+        await dispatch(uow, batch, 1, now=now)
+
+
+async def fail_attempt(
+    uow: UnitOfWork,
+    batch: Batch,
+    attempt: Attempt,
+    failure: Failure,
+    *,
+    policy: RetryPolicy,
+    now: datetime,
+    expired_before: datetime | None = None,
+) -> bool:
+    """Records a failed attempt: back to pending while attempts remain, else failed; a fatal failure fails
+    the batch. False when this attempt no longer holds the item (with `expired_before`: when its lease
+    had not expired by then)."""
+    will_retry = not failure.fatal and policy.will_retry(attempt.number) and not batch.status.is_terminal
+    retry_at = None
+    if will_retry:
+        retry_at = now + timedelta(milliseconds=policy.delay_ms(attempt.number, retry_after_ms=failure.retry_after_ms))
+    recorded = await item_repository.record_failure(
+        uow.session,
+        attempt.item_id,
+        attempt.number,
+        kind=failure.kind,
+        message=failure.message,
+        retry_at=retry_at,
+        now=now,
+        lease_expired_before=expired_before,
+    )
+    if not recorded:
+        return False
+    batch.in_progress_items -= 1
+    if not will_retry:
+        batch.failed_items += 1
+    await append(uow, batch, _failed_event(attempt, failure.kind, failure.message, will_retry), now=now)
+    if failure.fatal and not batch.status.is_terminal:
+        await _fail_batch(uow, batch, failure, now=now)
+    else:
+        await after_item(uow, batch, now=now)
+    return True
+
+
+async def _fail_batch(uow: UnitOfWork, batch: Batch, failure: Failure, *, now: datetime) -> None:
+    """The provider cannot work at all: fail the attempts in flight, keep pending items for a retry."""
+    batch.error_message = failure.message
+    stopped = f"Batch stopped: {failure.message}"
+    for item in await item_repository.in_progress_items(uow.session, batch.id):
+        await item_repository.record_failure(
+            uow.session, item.id, item.attempts, kind=failure.kind, message=stopped, retry_at=None, now=now
+        )
+        batch.in_progress_items -= 1
+        batch.failed_items += 1
+        attempt = Attempt(item.id, item.idx, item.attempts)
+        await append(uow, batch, _failed_event(attempt, failure.kind, stopped, False), now=now)
+    await item_repository.clear_dispatches(uow.session, batch.id)
+    await finish(uow, batch, BatchStatus.failed, now=now)
+
+
+def _failed_event(attempt: Attempt, kind: ErrorKind, message: str, will_retry: bool) -> ItemFailed:
+    return ItemFailed(
+        item_id=str(attempt.item_id),
+        item_index=attempt.item_index,
+        error_message=message,
+        retry_count=attempt.number,
+        will_retry=will_retry,
+        error_kind=kind,
+    )
