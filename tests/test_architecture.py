@@ -88,7 +88,7 @@ def test_no_module_imports_itself_around_a_loop() -> None:
 
     def visit(module: str, path: list[str]) -> None:
         if module in path:
-            loops.append(path[path.index(module) :] + [module])
+            loops.append([*path[path.index(module) :], module])
             return
         if module in done:
             return

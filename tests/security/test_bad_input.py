@@ -136,6 +136,7 @@ async def test_bad_query_parameters_are_422(client: httpx.AsyncClient, parts: Pa
         (f"{BATCH}/{batch['id']}/items", {"cursor": "-2"}, "cursor"),
         (f"{BATCH}/{batch['id']}/items", {"limit": "201"}, "limit"),
         (f"{BATCH}/{batch['id']}/items", {"cursor": "1.5"}, "cursor"),
+        (f"{BATCH}/{batch['id']}/items", {"cursor": str(2**31)}, "cursor"),  # past PostgreSQL's integer
     ):
         response = await client.get(path, params=params, headers=headers)
         assert_error(response, 422, "VALIDATION_ERROR")

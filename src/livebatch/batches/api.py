@@ -29,6 +29,7 @@ from livebatch.batches.events import (
 )
 from livebatch.batches.models import Batch
 from livebatch.batches.schemas import (
+    MAX_ITEM_INDEX,
     BatchCreate,
     BatchDetail,
     BatchPage,
@@ -165,7 +166,7 @@ async def list_generated_items(
     session: ReadSessionDep,
     user: FacultyUser,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[int, Query(ge=-1, description="Item index the previous page ended at")] = -1,
+    cursor: Annotated[int, Query(ge=-1, le=MAX_ITEM_INDEX, description="Item index the previous page ended at")] = -1,
 ) -> GeneratedItemPage:
     batch = await reads.get_owned_batch(session, service.parse_batch_id(batch_id), user)
     return await reads.generated_page(session, batch, after_index=cursor, limit=limit)

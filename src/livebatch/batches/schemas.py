@@ -20,6 +20,9 @@ from livebatch.clock import iso, iso_or_none
 from livebatch.courses.models import Course
 
 QuestionType = Literal["single-best-answer"]
+# An item index as a query parameter: the column is a 32-bit integer on PostgreSQL, so a larger one is a 422,
+# not a database error.
+MAX_ITEM_INDEX = 2**31 - 1
 
 
 class DifficultyDistribution(BaseModel):

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from livebatch.auth import FacultyUser
 from livebatch.batches import reads, service
+from livebatch.batches.schemas import MAX_ITEM_INDEX
 from livebatch.courses import repository as courses
 from livebatch.deps import ReadSessionDep, SettingsDep
 
@@ -140,7 +141,7 @@ async def items_page(
     batch_id: str,
     session: ReadSessionDep,
     user: FacultyUser,
-    cursor: Annotated[int, Query(ge=-1, description="Item index the previous page ended at")] = -1,
+    cursor: Annotated[int, Query(ge=-1, le=MAX_ITEM_INDEX, description="Item index the previous page ended at")] = -1,
 ) -> Response:
     batch = await reads.get_owned_batch(session, service.parse_batch_id(batch_id), user)
     page = await reads.generated_page(session, batch, after_index=cursor, limit=ITEMS_PAGE)
