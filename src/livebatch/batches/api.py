@@ -82,9 +82,7 @@ async def create_batch(
     spec: BatchCreate, uow: UnitOfWorkDep, user: FacultyUser, limits: LimitsDep, now: ClockDep
 ) -> BatchRead:
     batch = await service.create_batch(uow, spec, owner=user, limits=limits, now=now())
-    read = await reads.batch_read(uow.session, batch)
-    await uow.commit()  # the first items are queued only after this
-    return read
+    return await _committed(uow, batch)  # the first items are queued only after the commit
 
 
 @router.get("/batches", response_model=BatchPage, responses=error_responses(401, 403, 422))
