@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
 
+from livebatch.batches.models import Item
+from livebatch.batches.schemas import FeedEntry
+from livebatch.batches.status import BatchStatus, ItemStatus
 from livebatch.config import Settings
 from livebatch.generation.offline import OfflineProvider
 from livebatch.parts import Parts
@@ -84,6 +90,7 @@ async def test_read_batch_has_everything_the_page_needs_on_load(
     assert set(detail) == DETAIL_KEYS
     assert set(detail["config"]) == CONFIG_KEYS
     assert detail["status"] == "completed" and detail["started_at"] and detail["completed_at"]
+    assert (detail["statusLabel"], detail["finished"], detail["allowedActions"]) == ("Completed", True, [])
     log = await event_log(parts.db, batch["id"])
     assert detail["lastEventId"] == log[-1][0]
     assert set(detail["snapshot"]) == SNAPSHOT and detail["snapshot"]["completedItems"] == 4
@@ -103,6 +110,41 @@ async def test_read_batch_has_everything_the_page_needs_on_load(
     # `feed` bounds the rows: the most recent ones.
     short = await client.get(f"{BATCH}/{batch['id']}", params={"feed": 2}, headers=people["faculty"].headers)
     assert [row["itemIndex"] for row in short.json()["items"]] == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("batch_status", "will_retry", "row"),
+    [
+        (BatchStatus.running, True, {"willRetry": True}),
+        (BatchStatus.paused, True, {"willRetry": True}),
+        (BatchStatus.failed, True, {"willRetry": False, "stopped": True}),
+        (BatchStatus.failed, False, {"willRetry": False}),
+        (BatchStatus.completed_with_errors, False, {"willRetry": False}),
+    ],
+)
+def test_a_feed_row_waiting_for_a_retry_is_stopped_once_its_batch_has_failed(
+    batch_status: BatchStatus, will_retry: bool, row: dict[str, Any]
+) -> None:
+    """A failed batch retries nothing until "Retry failed": the row of an item that was waiting for its next
+    attempt says that no attempt is coming (the page shows the row as the API sends it)."""
+    now = datetime(2026, 2, 19, 12, tzinfo=UTC)
+    item = Item(
+        id=uuid4(),
+        batch_id=uuid4(),
+        idx=3,
+        difficulty="easy",
+        status=ItemStatus.pending if will_retry else ItemStatus.failed,
+        attempts=1,
+        next_attempt_at=now,
+        started_at=now,
+        finished_at=now,
+        last_error="LLM provider timeout after 30s",
+        last_error_kind="timeout",
+        will_retry=will_retry,
+    )
+    sent = FeedEntry.of(item, batch_status).model_dump(by_alias=True)
+    assert sent["status"] == "failed" and sent["retryCount"] == 1
+    assert {key: sent[key] for key in ("willRetry", "stopped") if key in sent} == row
 
 
 async def test_list_batches_is_the_owners_history_newest_first_in_pages(

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from uuid import UUID
 
 import pytest
 from sqlalchemy import select
 
-from livebatch.batches import service
+from livebatch.batches import service, work
 from livebatch.batches.models import GeneratedItem, Item
+from livebatch.batches.service import Limits
+from livebatch.batches.status import BatchStatus
+from livebatch.batches.work import Claim
+from livebatch.clock import utcnow
+from livebatch.db import Database
 from livebatch.generation.providers import GenerationError
 from livebatch.parts import Parts
-from tests.batches.conftest import Control, PartsFactory, ProbeProvider, control, start_batch
+from tests.batches.conftest import Control, PartsFactory, ProbeProvider, control, spec, start_batch
 from tests.batches.ledger import assert_attempts_accounted
-from tests.checks import assert_consistent, event_log, load_batch, wait_for_status, wait_until, worker_of
+from tests.checks import Unqueued, assert_consistent, event_log, load_batch, wait_for_status, wait_until, worker_of
 from tests.conftest import Person
 
 
@@ -57,6 +63,34 @@ async def test_pause_stops_new_items_while_in_flight_ones_finish_and_resume_runs
     between = names[names.index("batch.paused") + 1 : names.index("batch.resumed")]
     assert "item.started" not in between
     assert names.count("item.started") == names.count("item.completed") == 10
+
+
+async def test_a_batch_paused_before_it_started_is_queued_again_and_runs_from_its_first_item(
+    db: Database, people: dict[str, Person]
+) -> None:
+    """The page shows the status the batch API reads, after `batch.resumed` and after the first `item.started`:
+    a resume before any item started leaves the batch queued, and its first claimed item sets it running."""
+    owner = people["faculty"].user
+    now = utcnow()
+    unqueued = Unqueued(db)
+    async with unqueued.begin() as uow:
+        created = await service.create_batch(uow, spec(2), owner=owner, limits=Limits(concurrency=2), now=now)
+        await uow.commit()
+    for operation in (service.pause_batch, service.resume_batch):
+        async with unqueued.begin() as uow:
+            await operation(uow, created.id, user=owner, now=now)
+            await uow.commit()
+    resumed = await load_batch(db, created.id)
+    assert (resumed.status, resumed.started_at) == (BatchStatus.queued, None)
+
+    async with unqueued.begin() as uow:
+        claim = await work.claim_item(uow, unqueued.dispatched[-1], now=now, lease=timedelta(minutes=1))
+        await uow.commit()
+    assert isinstance(claim, Claim)
+    running = await load_batch(db, created.id)
+    assert running.status == BatchStatus.running and running.started_at is not None
+    names = [name for _, name, _ in await event_log(db, created.id)]
+    assert names == ["batch.paused", "batch.resumed", "item.started"]
 
 
 async def test_cancel_ends_the_batch_cancelled_and_marks_its_unfinished_items(

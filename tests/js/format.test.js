@@ -15,6 +15,7 @@ import {
   retryText,
   rowText,
 } from "../../src/livebatch/web/static/format.js";
+import * as format from "../../src/livebatch/web/static/format.js";
 
 const snapshot = (over = {}) => ({
   batchId: "b",
@@ -90,4 +91,8 @@ test("what a feed row says", () => {
   assert.match(retryText({ retryCount: 1, willRetry: true }), /^After 1 attempt; it will be tried again/);
   assert.match(retryText({ retryCount: 3, willRetry: false }), /^Failed after 3 attempts; no retries left/);
   assert.match(retryText({ retryCount: 1, willRetry: false, stopped: true }), /^After 1 attempt; the batch failed before/);
+});
+
+test("a batch status in words is the server's `statusLabel`: this module keeps no copy", () => {
+  assert.deepEqual(Object.keys(format).filter((name) => /status/i.test(name)), []);
 });

@@ -2,8 +2,11 @@
 
 Runs `livebatch serve` on a scratch database with the offline provider failing often, drives batches
 through the API and keeps what a browser would see: the batch API's answers at the start, in the middle
-and at the end, and every SSE message as `EventSource` reports it (a heartbeat repeats the previous
-event's id there, which is exactly what the page must ignore). Run it again only to refresh the fixtures:
+and at the end, every SSE message as `EventSource` reports it (a heartbeat repeats the previous event's
+id there, which is exactly what the page must ignore), and, as `refreshes`, the batch API's answer read
+right after each event that makes the page read the batch again (a batch event, or the first
+`item.started` of a batch it knows as queued), with that event's id. Run it again only to refresh the
+fixtures:
 
     .venv/bin/python -m tests.web.record_events
 """
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,8 @@ from httpx_sse import connect_sse
 from tests.conftest import free_port
 
 FIXTURES = Path(__file__).parents[1] / "js" / "fixtures"
-TERMINAL = {"completed", "completed_with_errors", "failed", "cancelled"}
+# After these the page reads the batch again: what they did to its status, controls and rows is the server's.
+BATCH_EVENTS = {"batch.paused", "batch.resumed", "batch.retried", "batch.complete"}
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -33,6 +38,18 @@ def _cli(env: dict[str, str], *args: str) -> str:
         [sys.executable, "-m", "livebatch", *args], env=env, check=True, capture_output=True, text=True
     )
     return done.stdout.strip()
+
+
+@dataclass
+class Reads:
+    """The batch API's answers the page would have read during the streams, and the status it last knew."""
+
+    status: str
+    refreshes: list[dict[str, Any]] = field(default_factory=list)
+
+    def asks(self, name: str) -> bool:
+        """Whether the page reads the batch again after this event (reduce.js's `mustRead`)."""
+        return name in BATCH_EVENTS or (name == "item.started" and self.status == "queued")
 
 
 class Recorder:
@@ -60,13 +77,18 @@ class Recorder:
     def post(self, batch_id: str, action: str) -> None:
         self.http.post(f"/api/v1/generation/batch/{batch_id}/{action}").raise_for_status()
 
-    def stream(self, batch_id: str, after: int, on_event: Any = None) -> list[dict[str, Any]]:
-        """Every message until `batch.complete`, as (event, id, data)."""
+    def stream(self, batch_id: str, after: int, reads: Reads, on_event: Any = None) -> list[dict[str, Any]]:
+        """Every message until `batch.complete`, as (event, id, data); the batch read again where the page
+        would read it, before anything else happens (`on_event` drives the batch)."""
         events: list[dict[str, Any]] = []
         url = f"/api/v1/generation/batch/{batch_id}/progress"
         with connect_sse(self.http, "GET", url, params={"lastEventId": str(after)}) as source:
             for message in source.iter_sse():
                 events.append({"event": message.event, "id": message.id, "data": message.data})
+                if reads.asks(message.event):
+                    detail = self.detail(batch_id)
+                    reads.status = detail["status"]
+                    reads.refreshes.append({"after": int(message.id), "detail": detail})
                 if on_event is not None:
                     on_event(message.event, events)
                 if message.event == "batch.complete":
@@ -79,6 +101,7 @@ def record_errors_and_retry(rec: Recorder) -> dict[str, Any]:
     for _ in range(20):
         batch_id = rec.create(10)
         start = rec.detail(batch_id)
+        reads = Reads(start["status"])
         middle: dict[str, Any] = {}
 
         def grab_middle(
@@ -87,14 +110,14 @@ def record_errors_and_retry(rec: Recorder) -> dict[str, Any]:
             if not middle and name == "item.completed" and sum(e["event"] == name for e in events) == 4:
                 middle.update(rec.detail(batch_id))
 
-        first = rec.stream(batch_id, start["lastEventId"], grab_middle)
+        first = rec.stream(batch_id, start["lastEventId"], reads, grab_middle)
         ended = rec.detail(batch_id)
         failed_for_good = [e for e in first if e["event"] == "item.failed" and '"willRetry":false' in e["data"]]
         retried = [e for e in first if e["event"] == "item.failed" and '"willRetry":true' in e["data"]]
         if ended["status"] != "completed_with_errors" or not failed_for_good or not retried or not middle:
             continue
         rec.post(batch_id, "retry-failed")
-        second = rec.stream(batch_id, ended["lastEventId"])
+        second = rec.stream(batch_id, ended["lastEventId"], reads)
         return {
             "about": "10 items, offline provider failing 35% of attempts, 2 attempts per item; "
             "retry-failed after the first end",
@@ -104,6 +127,7 @@ def record_errors_and_retry(rec: Recorder) -> dict[str, Any]:
             "final": rec.detail(batch_id),
             "events": first,
             "afterRetry": second,
+            "refreshes": reads.refreshes,
         }
     raise RuntimeError("no batch ended with errors, retries and a final failure in 20 tries")
 
@@ -111,6 +135,7 @@ def record_errors_and_retry(rec: Recorder) -> dict[str, Any]:
 def record_pause_resume_cancel(rec: Recorder) -> dict[str, Any]:
     batch_id = rec.create(12)
     start = rec.detail(batch_id)
+    reads = Reads(start["status"])
     state = {"paused": False, "resumed": False, "cancelled": False}
 
     def drive(name: str, events: list[dict[str, Any]]) -> None:
@@ -125,12 +150,13 @@ def record_pause_resume_cancel(rec: Recorder) -> dict[str, Any]:
             state["cancelled"] = True
             rec.post(batch_id, "cancel")
 
-    events = rec.stream(batch_id, start["lastEventId"], drive)
+    events = rec.stream(batch_id, start["lastEventId"], reads, drive)
     return {
         "about": "12 items: paused after 2 completions, resumed, cancelled after 5",
         "start": start,
         "events": events,
         "final": rec.detail(batch_id),
+        "refreshes": reads.refreshes,
     }
 
 
@@ -175,7 +201,7 @@ def main() -> None:
             ):
                 path = FIXTURES / f"{name}.json"
                 path.write_text(json.dumps(recording, indent=1) + "\n")
-                print(f"{path}: {len(recording['events'])} events")
+                print(f"{path}: {len(recording['events'])} events, {len(recording['refreshes'])} refreshes")
         finally:
             server.terminate()
             server.wait(10)

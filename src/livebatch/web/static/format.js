@@ -1,21 +1,7 @@
 // Words and numbers for the progress page. Pure: values in, strings out (the clock is an argument).
-
-export const STATUS_LABELS = Object.freeze({
-  connecting: "Connecting",
-  queued: "Queued",
-  running: "Running",
-  paused: "Paused",
-  completed: "Completed",
-  completed_with_errors: "Completed with errors",
-  failed: "Failed",
-  cancelled: "Cancelled",
-});
+// A batch status in words is the server's (`statusLabel` in the batch API), not this module's.
 
 const QUESTION_TYPES = Object.freeze({ "single-best-answer": "Single best answer (SBA)" });
-
-export function statusLabel(status) {
-  return STATUS_LABELS[status] || String(status);
-}
 
 export function questionTypeLabel(type) {
   return QUESTION_TYPES[type] || String(type);

@@ -1,9 +1,10 @@
 // The progress page's wiring: the batch API for the first state, then the stream from its lastEventId,
-// every message through reduce(), drawn by render() at most ten times a second. EventSource reconnects by
-// itself (sending Last-Event-ID) while the page shows "disconnected"; the page closes it on
+// every message through reduce(), drawn by render() at most ten times a second. After an event that
+// changed the batch itself, the batch API again (the server says what the batch is now). EventSource
+// reconnects by itself (sending Last-Event-ID) while the page shows "disconnected"; the page closes it on
 // `batch.complete`, and opens a new one when "Retry failed" sets a finished batch running again.
 
-import { EVENT_NAMES, initialState, reduce } from "./reduce.js";
+import { EVENT_NAMES, initialState, mustRead, reduce } from "./reduce.js";
 import { createView } from "./render.js";
 
 const root = document.querySelector(".progress-page");
@@ -16,6 +17,7 @@ let source = null;
 let frame = 0;
 let retries = 0;
 let reconnectTimer = 0;
+let reading = false; // a read of the batch after an event is in flight
 let rendered = false;
 let lastDraw = 0;
 const FRAME_MS = 100;
@@ -97,7 +99,7 @@ async function start() {
     await sleep(nextDelay());
   }
   retries = 0;
-  if (state.isComplete) dispatch({ type: "connection", value: "closed" });
+  if (state.batch.finished) dispatch({ type: "connection", value: "closed" });
   else connect();
 }
 
@@ -132,22 +134,53 @@ function receive(es, name, message) {
   // A heartbeat has no id of its own (lastEventId would repeat the previous event's): it is not progress.
   const id = name === "heartbeat" ? "" : message.lastEventId;
   dispatch({ type: "event", name, id, data, at: Date.now() });
-  if (name === "batch.complete" && state.isComplete) {
+  // The server ends the stream after batch.complete: left open, EventSource would only reconnect.
+  if (name === "batch.complete") {
     es.close();
-    if (source === es) source = null;
-    dispatch({ type: "connection", value: "closed" });
-    refresh();
+    if (source === es) {
+      source = null;
+      dispatch({ type: "connection", value: "closed" });
+    }
+    follow();
   }
+  if (mustRead(state)) readAgain();
 }
 
-// What batch.complete does not carry (the error message, the completion time) comes from the API.
-async function refresh() {
-  try {
-    const result = await readBatch();
-    if (result.detail) dispatch({ type: "refreshed", detail: result.detail, at: Date.now() });
-  } catch {
-    // the stream said all that matters; the details can wait for a reload
+// The batch as the server has it now, after an event that changed it in ways only the server knows: its
+// status and controls, and the rows a pause, a cancel, a failure or a retry settled. One read at a
+// time, and again while the state is still stale (events kept coming meanwhile).
+async function readAgain() {
+  if (reading) return;
+  reading = true;
+  let failures = 0;
+  while (mustRead(state)) {
+    const known = state.batchSeq;
+    let result = null;
+    try {
+      result = await readBatch();
+    } catch {
+      // the server is unreachable: try again below
+    }
+    if (result && result.detail) {
+      dispatch({ type: "refreshed", detail: result.detail, at: Date.now() });
+      follow();
+    } else if (result && [401, 403, 404].includes(result.status)) {
+      reading = false;
+      return stopForGood(result.status, result.error);
+    }
+    // An error, or an answer no newer than the last one: wait before asking again.
+    if (mustRead(state) && state.batchSeq === known) {
+      await sleep(RETRY_DELAYS_MS[Math.min(failures, RETRY_DELAYS_MS.length - 1)]);
+      failures += 1;
+    }
   }
+  reading = false;
+}
+
+// A batch that runs again (Retry failed, here or in another tab) is followed on a new stream, once the
+// page knows it runs: not between batch.complete and the read after it.
+function follow() {
+  if (source === null && !mustRead(state) && !state.batch.finished) connect();
 }
 
 async function diagnose() {
@@ -158,7 +191,7 @@ async function diagnose() {
   } catch {
     // still unreachable
   }
-  if (state.isComplete) {
+  if (state.batch.finished) {
     dispatch({ type: "connection", value: "closed" });
     return;
   }

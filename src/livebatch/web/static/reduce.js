@@ -1,13 +1,18 @@
 // The progress page's state and its one transition, `reduce(state, action)`: the brief's useBatchProgress.
 // Pure: no DOM, no clock, no I/O. page.js puts the times into the actions; render.js draws the result.
 //
+// The server keeps the one copy of the batch's rules (batches/status.py): its status and the words for
+// it, whether it is over, the controls it allows, and what a pause, a cancel, a failure or "Retry failed"
+// did to the rows of its items. So this module folds only item events into rows and keeps the newest
+// snapshot; after an event that changed the batch itself (a batch event, or the first item of a queued
+// batch) it only records that the batch must be read again, and takes the answer page.js gets as a
+// `refreshed` action.
+//
 // Delivery may repeat or reorder events: a reconnect replays after Last-Event-ID, a reload starts from
 // the batch API's `lastEventId`, and a test may deliver anything. So every logged event (its SSE id is
-// the batch's sequence number) is applied at most once; an item's row, the batch status and the
-// snapshot only move forward (an event older than what shaped them is ignored); heartbeats carry no
-// id and change nothing. A state is never modified: every change returns a new object.
-
-export const TERMINAL = new Set(["completed", "completed_with_errors", "failed", "cancelled"]);
+// the batch's sequence number) is applied at most once, and an item's row and the snapshot only move
+// forward (an event older than what shaped them is ignored); heartbeats carry no id and change nothing.
+// A state is never modified: every change returns a new object.
 
 // Events written to the batch's event log, each with its sequence number as the SSE id.
 export const LOGGED_EVENTS = Object.freeze([
@@ -20,22 +25,21 @@ export const LOGGED_EVENTS = Object.freeze([
   "batch.retried",
 ]);
 export const EVENT_NAMES = Object.freeze([...LOGGED_EVENTS, "batch.progress", "heartbeat"]);
+// The batch API's `feed` default: an answer lists at most this many rows, those of the highest indexes.
+export const FEED_ROWS = 1000;
 
 export function initialState() {
   return {
-    batch: null, // the batch resource: status, config, course, times, error message
+    batch: null, // the batch as the API last described it: status, statusLabel, finished, allowedActions, …
+    batchSeq: 0, // the `lastEventId` of that answer
+    stale: 0, // the newest event that changed the batch in a way only the server knows (see mustRead)
     snapshot: null, // the latest `batch.progress` payload (counts, percentage, ETA, throughput)
     snapshotSeq: -1, // the event id that snapshot is current up to
     snapshotAt: 0, // when it arrived (page clock, ms): the ETA counts down from there
     items: new Map(), // itemIndex -> feed entry (the brief's BatchItemFeedEntry) + the seq that shaped it
     cursor: 0, // every logged event up to this id has been applied
     ahead: [], // ids above the cursor applied already (delivered out of order), ascending
-    statusSeq: 0, // the id of the event that set the batch status
-    retriedSeq: 0, // the latest `batch.retried`: items that had failed for good before it are pending
-    cancelledSeq: 0, // the `batch.complete` that cancelled the batch: items open before it are cancelled
-    stoppedSeq: 0, // the `batch.complete` that failed the batch: items waiting for a retry will not get it
-    isComplete: false,
-    complete: null, // the `batch.complete` payload, once seen
+    complete: null, // the newest `batch.complete` payload (with its seq): the stream ended there
     connection: "connecting", // connecting | open | lost | closed
     autoScroll: true,
     expanded: new Set(), // item indexes whose error detail is open
@@ -46,9 +50,8 @@ export function initialState() {
 export function reduce(state, action) {
   switch (action.type) {
     case "loaded":
-      return state.batch === null ? loaded(state, action.detail, action.at) : refreshed(state, action.detail, action.at);
     case "refreshed":
-      return refreshed(state, action.detail, action.at);
+      return refreshed(state, action.detail, action.at, action.feed ?? FEED_ROWS);
     case "event":
       return onEvent(state, action.name, action.id, action.data, action.at);
     case "connection":
@@ -66,23 +69,19 @@ export function reduce(state, action) {
   }
 }
 
-/** The page's phase: `connecting` until the batch is known, then the batch's status, where an active
- * batch is `queued` until its first item starts and `running` after (whatever order events came in). */
-export function phase(state) {
-  if (state.batch === null) return "connecting";
-  const { status, startedAt } = state.batch;
-  if (status === "queued" || status === "running") return startedAt || state.items.size > 0 ? "running" : "queued";
-  return status;
+/** Whether the batch must be read again: an event changed it after the answer the state holds. */
+export function mustRead(state) {
+  return state.batch !== null && state.stale > state.batchSeq;
 }
 
-/** Whether the feed shows a row for this entry (an item pending again after a retry has none). */
-export function isShown(entry) {
-  return entry.status !== "pending";
+/** The page's phase: `connecting` until the batch is known, then the batch's status as the server said. */
+export function phase(state) {
+  return state.batch === null ? "connecting" : state.batch.status;
 }
 
 /** The feed's rows in index order. */
 export function feedEntries(state) {
-  return [...state.items.values()].filter(isShown).sort((a, b) => a.itemIndex - b.itemIndex);
+  return [...state.items.values()].sort((a, b) => a.itemIndex - b.itemIndex);
 }
 
 // --- the batch API ------------------------------------------------------------------------------
@@ -91,6 +90,9 @@ function batchOf(detail) {
   return {
     id: detail.id,
     status: detail.status,
+    statusLabel: detail.statusLabel,
+    finished: detail.finished,
+    allowedActions: detail.allowedActions,
     totalItems: detail.total_items,
     config: detail.config,
     course: detail.course,
@@ -101,36 +103,47 @@ function batchOf(detail) {
   };
 }
 
-// The first state of the page: the batch, its snapshot and its feed, all current up to `lastEventId`.
-function loaded(state, detail, at) {
+// The batch as the API describes it, current up to its `lastEventId` (the first state of the page, or a
+// read after a batch event): the batch and the snapshot unless the state holds newer ones, the rows it
+// lists in place of older ones, and every event up to it counted as applied (what they did is in it).
+function refreshed(state, detail, at, feed) {
   const seq = detail.lastEventId;
-  const items = new Map();
-  // A failed batch retries nothing until "Retry failed": its rows still waiting for a retry are stopped.
-  const failed = detail.status === "failed";
-  for (const row of detail.items) items.set(row.itemIndex, failed ? stop({ ...row, seq }) : { ...row, seq });
-  return {
-    ...state,
-    batch: batchOf(detail),
-    snapshot: detail.snapshot,
-    snapshotSeq: seq,
-    snapshotAt: at,
-    items,
-    cursor: seq,
-    ahead: [],
-    statusSeq: seq,
-    isComplete: TERMINAL.has(detail.status),
-    complete: null,
-  };
+  const items = rowsAfter(state.items, detail.items, seq, feed);
+  const takesBatch = state.batch === null || seq >= state.batchSeq;
+  const takesSnapshot = seq >= state.snapshotSeq;
+  if (items === state.items && !takesBatch && !takesSnapshot && seq <= state.cursor) return state;
+  const next = { ...state, items, ...skipTo(state.cursor, state.ahead, seq) };
+  if (takesBatch) Object.assign(next, { batch: batchOf(detail), batchSeq: seq });
+  if (takesSnapshot) Object.assign(next, { snapshot: detail.snapshot, snapshotSeq: seq, snapshotAt: at });
+  return next;
 }
 
-// The batch read again (after `batch.complete`, for what its payload lacks: the error message and the
-// completion time). The feed is the stream's business; the rest only moves forward.
-function refreshed(state, detail, at) {
-  const seq = detail.lastEventId;
-  if (state.batch === null || seq < state.statusSeq) return state;
-  const next = { ...state, batch: batchOf(detail), statusSeq: seq, isComplete: TERMINAL.has(detail.status) };
-  if (seq >= state.snapshotSeq) Object.assign(next, { snapshot: detail.snapshot, snapshotSeq: seq, snapshotAt: at });
+// The feed after an answer current up to `seq`: its rows replace those no newer than it, and a row no
+// newer than it that it no longer lists (an item pending again after "Retry failed") goes, but only
+// within the indexes it covers (it lists the `feed` highest). A row equal to the state's keeps the
+// state's object, and an answer that changes nothing keeps the Map, so render.js redraws only what changed.
+function rowsAfter(items, rows, seq, feed) {
+  const lowest = rows.length < feed ? -Infinity : rows.reduce((low, row) => Math.min(low, row.itemIndex), Infinity);
+  const listed = new Set(rows.map((row) => row.itemIndex));
+  let next = items;
+  const edit = () => (next === items ? (next = new Map(items)) : next);
+  for (const [index, row] of items) {
+    if (row.seq <= seq && index >= lowest && !listed.has(index)) edit().delete(index);
+  }
+  for (const row of rows) {
+    const held = items.get(row.itemIndex);
+    if (held !== undefined && (held.seq > seq || sameRow(held, row))) continue;
+    edit().set(row.itemIndex, { ...row, seq });
+  }
   return next;
+}
+
+// Shallow equality of a held row and an answer's row, apart from the seq (a field left undefined by an
+// event and one the API leaves out are the same).
+function sameRow(held, given) {
+  for (const key in given) if (held[key] !== given[key]) return false;
+  for (const key in held) if (key !== "seq" && !(key in given) && held[key] !== undefined) return false;
+  return true;
 }
 
 // --- the stream ---------------------------------------------------------------------------------
@@ -146,19 +159,24 @@ function seen(state, seq) {
   return seq <= state.cursor || state.ahead.includes(seq);
 }
 
-// Marks `seq` applied: the cursor moves over every id now contiguous with it.
+// Marks `seq` applied.
 function advance(cursor, ahead, seq) {
-  if (seq !== cursor + 1) {
-    const later = [...ahead, seq].sort((a, b) => a - b);
-    return { cursor, ahead: later };
-  }
-  let next = seq;
-  let rest = ahead;
-  while (rest.length && rest[0] === next + 1) {
-    next = rest[0];
-    rest = rest.slice(1);
-  }
-  return { cursor: next, ahead: rest };
+  if (seq === cursor + 1) return closeGaps(seq, ahead);
+  return { cursor, ahead: [...ahead, seq].sort((a, b) => a - b) };
+}
+
+// Marks every id up to `seq` applied.
+function skipTo(cursor, ahead, seq) {
+  if (seq <= cursor) return { cursor, ahead };
+  return closeGaps(seq, ahead.filter((id) => id > seq));
+}
+
+// The cursor moves over every id now contiguous with it.
+function closeGaps(cursor, ahead) {
+  let next = cursor;
+  let taken = 0;
+  while (taken < ahead.length && ahead[taken] === next + 1) next = ahead[taken++];
+  return { cursor: next, ahead: taken ? ahead.slice(taken) : ahead };
 }
 
 function onEvent(state, name, id, data, at) {
@@ -174,17 +192,17 @@ function onEvent(state, name, id, data, at) {
   const next = { ...state, ...advance(state.cursor, state.ahead, seq) };
   switch (name) {
     case "item.started":
-      next.items = putItem(state, seq, {
+      next.items = putItem(state.items, seq, {
         itemId: data.itemId,
         itemIndex: data.itemIndex,
         status: "started",
         timestamp: data.startedAt,
       });
-      // A queued batch starts with its first item; no batch event says so (see `phase`).
-      if (next.batch && !next.batch.startedAt) next.batch = { ...next.batch, startedAt: data.startedAt };
+      // A queued batch starts running with its first item, which no batch event says: the server does.
+      if (state.batch !== null && state.batch.status === "queued") next.stale = Math.max(state.stale, seq);
       return next;
     case "item.completed":
-      next.items = putItem(state, seq, {
+      next.items = putItem(state.items, seq, {
         itemId: data.itemId,
         itemIndex: data.itemIndex,
         status: "completed",
@@ -195,7 +213,7 @@ function onEvent(state, name, id, data, at) {
       return next;
     case "item.failed": {
       const before = state.items.get(data.itemIndex);
-      next.items = putItem(state, seq, {
+      next.items = putItem(state.items, seq, {
         itemId: data.itemId,
         itemIndex: data.itemIndex,
         status: "failed",
@@ -211,80 +229,26 @@ function onEvent(state, name, id, data, at) {
       }
       return next;
     }
+    case "batch.complete":
+      // The server ends the stream here (page.js closes it); how the batch ended is read from the API.
+      if (state.complete === null || state.complete.seq < seq) next.complete = { ...data, seq };
+      next.stale = Math.max(state.stale, seq);
+      return next;
     case "batch.paused":
-      return seq > state.statusSeq ? withStatus(next, seq, "paused") : next;
     case "batch.resumed":
-      return seq > state.statusSeq ? withStatus(next, seq, "running") : next;
-    case "batch.retried": {
-      next.retriedSeq = Math.max(state.retriedSeq, seq);
-      next.items = settleAll(next);
-      if (seq < state.statusSeq) return next;
-      const retried = withStatus(next, seq, "running");
-      retried.isComplete = false;
-      retried.complete = null;
-      retried.batch = retried.batch && { ...retried.batch, completedAt: null, errorMessage: null };
-      return retried;
-    }
-    case "batch.complete": {
-      if (data.status === "cancelled") {
-        next.cancelledSeq = Math.max(state.cancelledSeq, seq);
-        next.items = settleAll(next);
-      } else if (data.status === "failed") {
-        next.stoppedSeq = Math.max(state.stoppedSeq, seq);
-        next.items = settleAll(next);
-      }
-      if (seq < state.statusSeq) return next;
-      const done = withStatus(next, seq, data.status);
-      done.isComplete = true;
-      done.complete = data;
-      return done;
-    }
+    case "batch.retried":
+      next.stale = Math.max(state.stale, seq);
+      return next;
     default:
       return next; // a logged event of a kind this page does not know: counted as seen, nothing else
   }
 }
 
-function withStatus(state, seq, status) {
-  return { ...state, statusSeq: seq, batch: state.batch && { ...state.batch, status } };
-}
-
 // The items with this event's entry in place, unless a newer event already shaped the item's row.
-function putItem(state, seq, entry) {
-  const current = state.items.get(entry.itemIndex);
-  if (current && current.seq > seq) return state.items;
-  const items = new Map(state.items);
-  items.set(entry.itemIndex, settle(state, { ...entry, seq }));
-  return items;
-}
-
-// What a later batch event decided for a row shaped by an earlier one, whatever order they came in:
-// an item waiting for a retry when its batch failed (the provider refused the key, say) is stopped; an
-// item that had failed for good before "Retry failed" is pending again (no row shown until it
-// restarts); and a running item, or one waiting for a retry, was cancelled with its batch. The row
-// keeps the seq of its own event, so the item's newer events still replace it.
-function settle(state, given) {
-  const row = given.seq < state.stoppedSeq ? stop(given) : given;
-  if (row.status === "failed" && !row.willRetry && row.seq < state.retriedSeq) {
-    return { itemId: row.itemId, itemIndex: row.itemIndex, status: "pending", seq: row.seq };
-  }
-  const open = row.status === "started" || (row.status === "failed" && row.willRetry);
-  if (open && row.seq < state.cancelledSeq) {
-    return { itemId: row.itemId, itemIndex: row.itemIndex, status: "cancelled", timestamp: row.timestamp, seq: row.seq };
-  }
-  return row;
-}
-
-function stop(row) {
-  return row.status === "failed" && row.willRetry ? { ...row, willRetry: false, stopped: true } : row;
-}
-
-function settleAll(state) {
-  let items = state.items;
-  for (const [index, row] of state.items) {
-    const settled = settle(state, row);
-    if (settled === row) continue;
-    if (items === state.items) items = new Map(state.items);
-    items.set(index, settled);
-  }
-  return items;
+function putItem(items, seq, entry) {
+  const current = items.get(entry.itemIndex);
+  if (current && current.seq > seq) return items;
+  const next = new Map(items);
+  next.set(entry.itemIndex, { ...entry, seq });
+  return next;
 }

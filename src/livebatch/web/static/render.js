@@ -4,8 +4,10 @@
 // keeps a 1000-item feed smooth. A long feed (a reload of a big batch) is inserted FEED_SLICE rows per
 // frame, newest first, so no frame is long and the rows in view come first: render() returns true
 // while rows are still to come. Everything from the server or the model is set as text, never markup.
+// What the batch's status means (its words, whether it is over, which controls it allows) is the
+// server's, as the batch API sent it; only the wording of the notice and the ETA is this page's.
 
-import { isShown, phase, TERMINAL } from "./reduce.js";
+import { phase } from "./reduce.js";
 import {
   barText,
   elapsedMs,
@@ -17,7 +19,6 @@ import {
   retryText,
   rowText,
   shortId,
-  statusLabel,
 } from "./format.js";
 
 const CONNECTION_TEXT = {
@@ -93,14 +94,13 @@ export function createView(root, handlers) {
   }
 
   function render(state, now) {
-    const current = phase(state);
-    root.dataset.phase = current;
+    root.dataset.phase = phase(state);
     root.dataset.connection = state.connection;
     el.connecting.hidden = state.batch !== null;
     if (state.batch === null) return false;
     for (const section of el.sections) section.hidden = false;
     renderConnection(state);
-    renderSummary(state, current, now);
+    renderSummary(state, now);
     renderBar(state.snapshot);
     const more = renderFeed(state);
     renderAnnouncement(state);
@@ -111,19 +111,19 @@ export function createView(root, handlers) {
     if (state.batch === null) return;
     const elapsed = elapsedMs(state.batch, now);
     text(el.elapsed, elapsed === null ? "Not started" : formatClock(elapsed));
-    text(el.eta, etaText(phase(state), state.snapshot, state.snapshotAt, now));
+    text(el.eta, etaText(state.batch.status, state.snapshot, state.snapshotAt, now));
   }
 
   function renderConnection(state) {
     const words = CONNECTION_TEXT[state.connection];
-    el.connection.hidden = !words || (state.isComplete && state.connection !== "lost");
+    el.connection.hidden = !words || (state.batch.finished && state.connection !== "lost");
     if (words) text(el.connectionText, words);
   }
 
-  function renderSummary(state, status, now) {
+  function renderSummary(state, now) {
     const { batch, snapshot } = state;
-    text(el.status, statusLabel(status));
-    el.status.dataset.status = status;
+    text(el.status, batch.statusLabel);
+    setAttr(el.status, "data-status", batch.status);
     const course = batch.course || {};
     text(el.course, course.code ? `${course.title} (${course.code})` : course.title || "");
     text(el.target, `${batch.totalItems} items`);
@@ -133,17 +133,13 @@ export function createView(root, handlers) {
     text(el.throughput, formatRate(snapshot ? snapshot.throughputRate : 0));
     tick(state, now);
 
-    const finished = TERMINAL.has(status);
-    const active = status === "queued" || status === "running";
-    show(el.buttons.pause, active);
-    show(el.buttons.resume, status === "paused");
-    show(el.buttons.cancel, active || status === "paused");
-    show(el.buttons["retry-failed"], status === "completed_with_errors" || status === "failed");
-    show(el.itemsLink, finished && Boolean(snapshot && snapshot.completedItems > 0));
-    renderNotice(status, batch, snapshot);
+    for (const [action, button] of Object.entries(el.buttons)) show(button, batch.allowedActions.includes(action));
+    show(el.itemsLink, batch.finished && Boolean(snapshot && snapshot.completedItems > 0));
+    renderNotice(batch, snapshot);
   }
 
-  function renderNotice(status, batch, snapshot) {
+  function renderNotice(batch, snapshot) {
+    const { status } = batch;
     const total = batch.totalItems;
     const done = snapshot ? snapshot.completedItems : 0;
     const failed = snapshot ? snapshot.failedItems : 0;
@@ -198,15 +194,13 @@ export function createView(root, handlers) {
     }
     let touched = resumed;
     for (const [index, row] of rows) {
-      const entry = state.items.get(index);
-      if (entry === undefined || !isShown(entry)) {
+      if (!state.items.has(index)) {
         row.li.remove();
         rows.delete(index);
       }
     }
     const fresh = [];
     for (const [index, entry] of state.items) {
-      if (!isShown(entry)) continue;
       const expanded = state.expanded.has(index);
       const row = rows.get(index);
       if (row === undefined) {
