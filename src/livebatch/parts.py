@@ -137,7 +137,7 @@ class Parts:
         """Stops item work, the queue, the bus and the database; every wait is bounded."""
         if self.worker is not None:
             await self.worker.stop()
-        await self.queue.broker.shutdown()
+        await self.queue.aclose()
         if self.worker is not None:
             await self.worker.aclose()
         try:

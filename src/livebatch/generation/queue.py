@@ -45,14 +45,36 @@ class TaskQueue:
     def __init__(self, broker: AsyncBroker) -> None:
         self.broker = broker
         self._task = tasks.register(broker)
+        self._closed = False
+        self._sends = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def enqueue(self, item_ids: Sequence[UUID]) -> None:
-        for item_id in item_ids:
-            try:
-                await self._task.kiq(str(item_id))
-            except Exception as exc:
-                # Committed as dispatched: the sweeper queues it again once it looks lost.
-                logger.warning("could not queue item %s (%s); the sweeper will queue it again", item_id, exc)
+        if self._closed:
+            return  # committed as dispatched: a live process's sweeper queues them again
+        self._sends += 1
+        self._idle.clear()
+        try:
+            for item_id in item_ids:
+                try:
+                    await self._task.kiq(str(item_id))
+                except Exception as exc:
+                    # Committed as dispatched: the sweeper queues it again once it looks lost.
+                    logger.warning("could not queue item %s (%s); the sweeper will queue it again", item_id, exc)
+        finally:
+            self._sends -= 1
+            if self._sends == 0:
+                self._idle.set()
+
+    async def aclose(self, timeout: float = 2.0) -> None:
+        """Takes no more work, lets the sends under way end, then closes the broker: a send that opened a
+        Redis connection after the broker's pool was closed would leave that connection open for good."""
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        await self.broker.shutdown()
 
 
 class ItemQueue(RedisStreamBroker):
