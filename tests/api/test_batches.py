@@ -207,6 +207,11 @@ async def test_a_control_that_does_not_apply_is_409_and_changes_nothing(
     client: httpx.AsyncClient, parts: Parts, people: dict[str, Person]
 ) -> None:
     faculty = people["faculty"]
+    provider = worker_of(parts).provider
+    assert isinstance(provider, OfflineProvider)
+    # A second an item: the 200-item batch is still running when it is refused below, however busy the
+    # machine, while the 3-item one completes in about a second.
+    provider.latency_ms = 1000
     batches = {state: await create(client, faculty, 3 if state == "completed" else 200) for state in REFUSED}
     await wait_for_status(parts, batches["completed"]["id"])
     await client.post(f"{BATCH}/{batches['paused']['id']}/pause", headers=faculty.headers)
