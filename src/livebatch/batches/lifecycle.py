@@ -48,6 +48,9 @@ def snapshot_of(batch: Batch) -> BatchProgressSnapshot:
         in_progress=batch.in_progress_items,
         pending=batch.pending_items,
         window=batch.completion_window,
+        concurrency=batch.concurrency,
+        item_prior_ms=batch.item_prior_ms,
+        finished=batch.status.is_terminal,
     )
 
 

@@ -1,0 +1,76 @@
+"""What a client may build on in every `batch.progress`, over a real server whose provider is slow: an
+estimate of the time left from the start, before any item has completed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.checks import wait_until
+from tests.conftest import Backend
+from tests.fakes.llm_server import FakeLLM
+from tests.stream.servers import Served, serve
+from tests.stream.support import control, create_batch, read_stream, stop_after
+
+PRIOR_MS = 12_000  # the expected time of one item on this server: a slow provider
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeLLM]:
+    llm = FakeLLM().start()
+    yield llm
+    llm.stop()
+
+
+@pytest.fixture(scope="module")
+def slow(backend: Backend, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Iterator[Served]:
+    """One item at a time from the fake LLM, which may take its time: an answer the test holds (`timeout:S`)
+    keeps its item in progress for S seconds, so nothing completes until the test has looked."""
+    with serve(
+        backend,
+        tmp_path_factory.mktemp("slow"),
+        provider="openai",
+        openai_base_url=fake_llm.base_url,
+        openai_timeout_s=60,
+        batch_concurrency=1,
+        item_prior_ms=PRIOR_MS,
+    ) as server:
+        yield server
+        fake_llm.release()  # the attempts it still holds fail now: the server stops without waiting for them
+
+
+async def _until_requested(fake_llm: FakeLLM, count: int) -> None:
+    """Until the fake has received `count` requests: what a test queued for them is then used up."""
+
+    async def arrived() -> bool:
+        return fake_llm.request_count >= count
+
+    await wait_until(arrived)
+
+
+async def test_the_eta_is_an_estimate_from_the_start_never_0_while_items_are_left(
+    slow: Served, fake_llm: FakeLLM
+) -> None:
+    requested = fake_llm.request_count
+    fake_llm.queue("timeout:30")  # the first item takes 30 s: nothing completes while the test looks
+    async with slow.http() as http:
+        batch = await create_batch(http, 5)
+        assert batch["snapshot"]["estimatedTimeRemainingMs"] == 5 * PRIOR_MS
+        first = await read_stream(http, batch["id"], stop=stop_after(1))
+        snapshot = json.loads(first.events[0].data)
+        # No rate yet (the brief's first snapshot says 0), but 5 items one at a time at 12 s each, not "0 s left".
+        assert (snapshot["throughputRate"], snapshot["completedItems"]) == (0, 0)
+        assert snapshot["estimatedTimeRemainingMs"] == 5 * PRIOR_MS
+        # A pure function of the batch: a reload and another stream show the same figure, which the page
+        # counts down between snapshots.
+        await _until_requested(fake_llm, requested + 1)
+        detail = (await http.get(f"/api/v1/generation/batch/{batch['id']}")).json()
+        again = await read_stream(http, batch["id"], stop=stop_after(1))
+        assert detail["snapshot"]["inProgressItems"] == 1
+        assert detail["snapshot"]["estimatedTimeRemainingMs"] == 5 * PRIOR_MS
+        assert json.loads(again.events[0].data)["estimatedTimeRemainingMs"] == 5 * PRIOR_MS
+        assert (await control(http, batch["id"], "cancel")).status_code == 200
+        over = (await http.get(f"/api/v1/generation/batch/{batch['id']}")).json()
+    assert over["snapshot"]["estimatedTimeRemainingMs"] == 0  # cancelled: nothing is left to run
