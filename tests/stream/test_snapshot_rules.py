@@ -1,5 +1,6 @@
 """What a client may build on in every `batch.progress`, over a real server whose provider is slow: an
-estimate of the time left from the start, before any item has completed."""
+estimate of the time left from the start, before any item has completed; and counts that add up to the
+batch, also after a cancel."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from httpx_sse import ServerSentEvent
 
 from tests.checks import wait_until
 from tests.conftest import Backend
@@ -15,6 +17,7 @@ from tests.stream.servers import Served, serve
 from tests.stream.support import control, create_batch, read_stream, stop_after
 
 PRIOR_MS = 12_000  # the expected time of one item on this server: a slow provider
+COUNTS = ("completedItems", "failedItems", "inProgressItems", "pendingItems", "cancelledItems")
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +77,39 @@ async def test_the_eta_is_an_estimate_from_the_start_never_0_while_items_are_lef
         assert (await control(http, batch["id"], "cancel")).status_code == 200
         over = (await http.get(f"/api/v1/generation/batch/{batch['id']}")).json()
     assert over["snapshot"]["estimatedTimeRemainingMs"] == 0  # cancelled: nothing is left to run
+
+
+async def test_a_cancelled_batch_shows_its_stopped_items_as_cancelled_and_every_snapshot_adds_up(
+    slow: Served, fake_llm: FakeLLM
+) -> None:
+    """The audit's case: after a cancel, completed + failed + in progress + pending was not the total."""
+    requested = fake_llm.request_count
+    fake_llm.queue("ok", "ok", "timeout:30")  # two items complete, the third is held until the cancel
+    async with slow.http() as http:
+        batch = await create_batch(http, 6)
+        before = await read_stream(http, batch["id"], query_id=0, stop=_third_started)
+        await _until_requested(fake_llm, requested + 3)
+        assert (await control(http, batch["id"], "cancel")).status_code == 200
+        after = await read_stream(http, batch["id"], header_id=before.last_id)
+        detail = (await http.get(f"/api/v1/generation/batch/{batch['id']}")).json()
+    snapshots = [json.loads(e.data) for e in [*before.events, *after.events] if e.event == "batch.progress"]
+    for snapshot in snapshots:
+        assert sum(snapshot[name] for name in COUNTS) == snapshot["totalItems"] == 6, snapshot
+    # "2 completed, 4 cancelled", not "4 pending": the one in progress and the three waiting were stopped.
+    final = snapshots[-1]
+    assert after.events[-1].event == "batch.complete" and after.events[-2].event == "batch.progress"
+    assert {name: final[name] for name in COUNTS} == {
+        "completedItems": 2,
+        "failedItems": 0,
+        "inProgressItems": 0,
+        "pendingItems": 0,
+        "cancelledItems": 4,
+    }
+    assert (final["percentage"], final["estimatedTimeRemainingMs"]) == (33, 0)
+    complete = after.named("batch.complete")[0]
+    assert (complete["status"], complete["completedItems"], complete["failedItems"]) == ("cancelled", 2, 0)
+    assert detail["snapshot"] == final  # a reload shows the same
+
+
+def _third_started(event: ServerSentEvent) -> bool:
+    return event.event == "item.started" and json.loads(event.data)["itemIndex"] == 2
