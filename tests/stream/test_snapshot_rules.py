@@ -1,6 +1,7 @@
-"""What a client may build on in every `batch.progress`, over a real server whose provider is slow: an
-estimate of the time left from the start, before any item has completed; and counts that add up to the
-batch, also after a cancel."""
+"""What a client may build on in every `batch.progress` (the README's stream section), over a real server
+whose provider is slow: an estimate of the time left from the start, before any item has completed;
+counts that add up to the batch, also after a cancel; and, on a resumed stream, a snapshot that describes
+exactly the events up to its id."""
 
 from __future__ import annotations
 
@@ -113,3 +114,34 @@ async def test_a_cancelled_batch_shows_its_stopped_items_as_cancelled_and_every_
 
 def _third_started(event: ServerSentEvent) -> bool:
     return event.event == "item.started" and json.loads(event.data)["itemIndex"] == 2
+
+
+async def test_a_stream_resumed_while_the_batch_runs_sends_its_snapshot_after_the_replay(
+    slow: Served, fake_llm: FakeLLM
+) -> None:
+    """The audit's case: a resumed stream's first snapshot had the counts of a later event than its id, so a
+    client that added the replayed item events onto it counted them twice."""
+    requested = fake_llm.request_count
+    fake_llm.queue("ok", "ok", "timeout:30")  # two items complete, the third is held: the batch keeps running
+    async with slow.http() as http:
+        batch = await create_batch(http, 4)
+        await read_stream(http, batch["id"], query_id=0, stop=_third_started)
+        await _until_requested(fake_llm, requested + 3)
+        # Dropped after its first event (the first item.started, id 1); EventSource resumes from there.
+        resumed = await read_stream(http, batch["id"], header_id=1, stop=lambda e: e.event == "batch.progress")
+        assert (await control(http, batch["id"], "cancel")).status_code == 200
+    assert [(int(e.id), e.event) for e in resumed.events] == [
+        (2, "item.completed"),
+        (3, "item.started"),
+        (4, "item.completed"),
+        (5, "item.started"),
+        (5, "batch.progress"),  # as of the last replayed event: nothing in it is counted twice
+    ]
+    snapshot = json.loads(resumed.events[-1].data)
+    assert {name: snapshot[name] for name in COUNTS} == {
+        "completedItems": 2,
+        "failedItems": 0,
+        "inProgressItems": 1,
+        "pendingItems": 1,
+        "cancelledItems": 0,
+    }
