@@ -135,6 +135,7 @@ def test_snapshot_reproduces_the_brief_example() -> None:
         window=evenly(10, GAP_FOR_3_6_PER_MIN, start=30_000),
         concurrency=5,
         item_prior_ms=30_000,
+        finished=False,
     )
     assert snap.model_dump(by_alias=True) == {
         "batchId": "batch-uuid-1",
@@ -164,6 +165,7 @@ def test_snapshot_reproduces_the_brief_first_snapshot() -> None:
         window=[0],
         concurrency=1,
         item_prior_ms=30_000,
+        finished=False,
     )
     assert snap.model_dump(by_alias=True) == {
         "batchId": "batch-uuid-1",
@@ -256,5 +258,6 @@ def test_pause_does_not_lower_the_rate() -> None:
         window=window,
         concurrency=4,
         item_prior_ms=30_000,
+        finished=False,
     )
     assert paused.estimated_time_remaining_ms == 100_000

@@ -93,7 +93,7 @@ def snapshot(
     window: Sequence[int],
     concurrency: int,
     item_prior_ms: int,
-    finished: bool = False,
+    finished: bool,
 ) -> BatchProgressSnapshot:
     """The batch's figures; `finished`: it is over, so nothing left will run (until a retry)."""
     left = 0 if finished else pending + in_progress
