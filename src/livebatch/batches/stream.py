@@ -126,8 +126,10 @@ class BatchStreams:
         batch_id = parse_batch_id(raw_batch_id)
         async with self._db.read_session() as session:
             batch = await reads.get_owned_batch(session, batch_id, user)
-            # The header wins: EventSource sends it on reconnect, while the query id is from the page's load.
-            after = parse_last_event_id(header_id if header_id else query_id)
+            # Both must be well-formed; the header wins: EventSource sends it on reconnect, while the query id is
+            # from the page's load.
+            from_header, from_query = parse_last_event_id(header_id), parse_last_event_id(query_id)
+            after = from_header if from_header is not None else from_query
             if after is not None and after > batch.last_seq:
                 raise BadRequest(f"Last-Event-ID {after} is beyond this batch's last event ({batch.last_seq}).")
             finished = batch.status.is_terminal
