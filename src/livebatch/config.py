@@ -15,6 +15,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The prior of a provider whose speed is not known here: the brief's first snapshot gives 20 items, one at a
+# time, 600 000 ms, which is 30 s an item.
+DEFAULT_ITEM_PRIOR_MS = 30_000
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -82,6 +86,12 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(
         default=5.0, gt=0, description="How often expired leases and lost queue messages are looked for."
     )
+    item_prior_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description="Expected time of one item, for a batch's ETA before its first completion; "
+        "unset = the offline latency, or 30 000 with another provider.",
+    )
     max_target_count: int = Field(default=1000, ge=1, description="Largest batch a user may ask for.")
     jwt_secret: SecretStr | None = Field(
         default=None,
@@ -131,6 +141,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'livebatch.db'}"
+
+    @property
+    def effective_item_prior_ms(self) -> int:
+        """The configured prior, or the offline provider's mean latency, which is known; else a default."""
+        if self.item_prior_ms is not None:
+            return self.item_prior_ms
+        if self.provider == "offline":
+            return max(1, self.offline_latency_ms)
+        return DEFAULT_ITEM_PRIOR_MS
 
     @property
     def is_sqlite(self) -> bool:

@@ -72,6 +72,7 @@ def limits_of(settings: Settings) -> Limits:
         max_target_count=settings.max_target_count,
         max_active_batches=settings.max_running_batches_per_user,
         concurrency=settings.batch_concurrency,
+        item_prior_ms=settings.effective_item_prior_ms,
     )
 
 

@@ -22,11 +22,14 @@ def format_eta(ms: int) -> str:
 
 
 def format_counts(snapshot: dict[str, Any]) -> str:
-    """`12 completed · 5 running · 1 failed · 2 pending · 3.6/min · ETA 1m 57s`"""
+    """`12 completed · 5 running · 1 failed · 2 pending · 3.6/min · ETA 1m 57s`, and `· 4 cancelled` after
+    the pending count once a cancel stopped any (a server before `cancelledItems` sends none)."""
+    cancelled = snapshot.get("cancelledItems", 0)
     return (
         f"{snapshot['completedItems']} completed · {snapshot['inProgressItems']} running · "
         f"{snapshot['failedItems']} failed · {snapshot['pendingItems']} pending · "
-        f"{snapshot['throughputRate']:g}/min · ETA {format_eta(snapshot['estimatedTimeRemainingMs'])}"
+        + (f"{cancelled} cancelled · " if cancelled else "")
+        + f"{snapshot['throughputRate']:g}/min · ETA {format_eta(snapshot['estimatedTimeRemainingMs'])}"
     )
 
 

@@ -77,6 +77,8 @@ async def test_create_batch_answers_201_with_the_batch(client: httpx.AsyncClient
     assert batch["course"] == {"id": COURSE, "code": "CVP-301", "title": "Cardiovascular Pathology"}
     assert (batch["statusLabel"], batch["finished"], batch["allowedActions"]) == ("Queued", False, ["pause", "cancel"])
     assert set(batch["snapshot"]) == SNAPSHOT and batch["snapshot"]["pendingItems"] == 5
+    # No rate yet, but an estimate: two rounds of 4 items at the offline provider's 10 ms.
+    assert (batch["snapshot"]["throughputRate"], batch["snapshot"]["estimatedTimeRemainingMs"]) == (0, 20)
     assert batch["started_at"] is None and batch["completed_at"] is None
 
 

@@ -61,12 +61,35 @@ def test_unset_means_the_embedded_default(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("LIVEBATCH_OFFLINE_LATENCY_MS", "-1"),
         ("LIVEBATCH_MAX_ATTEMPTS", "0"),
         ("LIVEBATCH_HEARTBEAT_S", "0"),
+        ("LIVEBATCH_ITEM_PRIOR_MS", "0"),
     ],
 )
 def test_a_value_out_of_range_is_refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=variable.removeprefix("LIVEBATCH_").lower()):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, 1500),  # the offline provider's mean latency, which is known
+        ({"LIVEBATCH_OFFLINE_LATENCY_MS": "250"}, 250),
+        ({"LIVEBATCH_OFFLINE_LATENCY_MS": "0"}, 1),  # never 0: a first ETA of 0 reads "done"
+        ({"LIVEBATCH_PROVIDER": "openai"}, 30_000),  # a provider whose speed is not known here
+        ({"LIVEBATCH_PROVIDER": "openai", "LIVEBATCH_ITEM_PRIOR_MS": "12000"}, 12_000),
+        ({"LIVEBATCH_ITEM_PRIOR_MS": "4000"}, 4_000),
+    ],
+)
+def test_the_item_prior_of_new_batches_is_the_setting_or_follows_the_provider(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str], expected: int
+) -> None:
+    for variable in ("LIVEBATCH_PROVIDER", "LIVEBATCH_OFFLINE_LATENCY_MS", "LIVEBATCH_ITEM_PRIOR_MS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("LIVEBATCH_DATA_DIR", str(tmp_path))
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    assert Parts(Settings(), worker=False).limits.item_prior_ms == expected
 
 
 def test_the_jwt_secret_from_the_environment_signs_the_tokens_livebatch_mints(

@@ -9,7 +9,7 @@ Behaviours, taken from the script in order (then `default`):
     429[:S]        rate limited, with `Retry-After: S` when given
     500, 503       server errors
     401, 403, 404  wrong key, forbidden, unknown model
-    timeout[:S]    answer only after S seconds (default 30)
+    timeout[:S]    answer only after S seconds (default 30), or never once `release()` resets the connection
     reset          send half the response headers, then reset the connection
     reset-body     send the headers and half the body of a good answer, then reset the connection
     malformed      200 with content that is not JSON
@@ -66,6 +66,7 @@ class FakeLLM:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._holding: set[asyncio.StreamWriter] = set()  # connections whose answer is held (`timeout`)
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-llm")
         self.port = 0
 
@@ -105,6 +106,16 @@ class FakeLLM:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+    def release(self) -> None:
+        """Resets every connection whose answer is held (`timeout`): those attempts fail now instead of
+        keeping a server under test waiting for them when it stops."""
+
+        async def reset() -> None:
+            for writer in list(self._holding):
+                writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(reset(), self._loop).result(10)
 
     def queue(self, *behaviours: str) -> None:
         with self._lock:
@@ -167,11 +178,16 @@ class FakeLLM:
             await self._reset(writer, head.encode() + payload[: len(payload) // 2])
             return False
         if name == "timeout":
+            self._holding.add(writer)
             try:
                 await asyncio.wait_for(self._stopping.wait(), float(arg or 30))
                 return False
             except TimeoutError:
                 name = "ok"
+            finally:
+                self._holding.discard(writer)
+            if writer.is_closing():  # released meanwhile
+                return False
         if name in ("401", "403", "404", "500", "503"):
             status = int(name)
             error = {"error": {"message": f"fake {status}", "type": "fake", "code": None}}

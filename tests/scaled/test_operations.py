@@ -11,7 +11,7 @@ import time
 import httpx
 
 from livebatch.db import Database
-from tests.checks import assert_consistent
+from tests.checks import assert_consistent, event_log
 from tests.conftest import Person, SettingsFactory, batch_body
 from tests.scaled.conftest import (
     Cluster,
@@ -22,6 +22,7 @@ from tests.scaled.conftest import (
     json_log_lines,
     wait_until,
 )
+from tests.stream.support import expected_counts
 
 ITEMS = 90
 
@@ -55,7 +56,11 @@ async def test_sigterm_ends_an_instance_streams_cleanly_and_the_client_resumes_e
     assert follower.ends[0] == (stopping.base_url, "clean"), follower.ends
     assert exit_code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
     switched = next(i for i, e in enumerate(follower.events) if e.instance == other.base_url)
-    assert follower.events[switched].name == "batch.progress"  # a resumed stream starts with a snapshot
+    # The resumed stream replays what the batch did meanwhile, then sends its first snapshot, as of its id.
+    first = next(e for e in follower.events[switched:] if e.name == "batch.progress")
+    assert first.id is not None
+    expected = expected_counts(await event_log(db, batch_id), first.id, ITEMS)
+    assert {k: first.data[k] for k in expected} == expected
     assert follower.count("item.completed") > 0 and follower.events[-1].instance == other.base_url
     await assert_consistent(db, batch_id)
     events = await assert_received_exactly_the_log(follower, db)

@@ -222,6 +222,7 @@ async def test_a_bad_last_event_id_is_422(client: httpx.AsyncClient, people: dic
         ({"Last-Event-ID": "-3"}, {}),
         ({}, {"lastEventId": "1e3"}),
         ({}, {"lastEventId": "99999"}),  # well-formed, but beyond the batch's log
+        ({"Last-Event-ID": "0"}, {"lastEventId": "-5"}),  # the header wins, but a malformed query id is no less so
     ):
         response = await client.get(url, headers=people["faculty"].headers | headers, params=params)
         assert_error(response, 422, "VALIDATION_ERROR")

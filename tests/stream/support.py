@@ -1,7 +1,7 @@
 """Reading a batch's progress stream the way a client does (httpx + httpx-sse), and what to compare it with.
 
-The key sets are the brief's TypeScript interfaces, to the letter; `item.failed` may carry `errorKind`
-as well (the README's stream section), nothing else.
+The key sets are the brief's TypeScript interfaces, to the letter; `item.failed` may carry `errorKind` and
+`batch.progress` `cancelledItems` as well (the README's stream section), nothing else.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SNAPSHOT = {
     "failedItems",
     "inProgressItems",
     "pendingItems",
+    "cancelledItems",  # beyond the brief: what a cancel stopped (the README's stream section)
     "percentage",
     "estimatedTimeRemainingMs",
     "throughputRate",
@@ -187,7 +188,7 @@ async def wait_for_metric(
 
 
 def expected_counts(log: list[Logged], upto: int, total: int) -> dict[str, int]:
-    """The snapshot counts implied by the log's events up to seq `upto` (no pause, retry or cancel)."""
+    """The snapshot counts implied by the log's events up to seq `upto` (no retry or cancel)."""
     started = completed = failed = attempts_failed = 0
     for seq, name, payload in log:
         if seq > upto:
@@ -206,5 +207,6 @@ def expected_counts(log: list[Logged], upto: int, total: int) -> dict[str, int]:
         "failedItems": failed,
         "inProgressItems": in_progress,
         "pendingItems": total - completed - failed - in_progress,
+        "cancelledItems": 0,
         "percentage": completed * 100 // total,
     }

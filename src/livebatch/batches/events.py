@@ -1,7 +1,8 @@
 """The SSE payloads, one class per event name; snake_case here, camelCase on the wire (the brief's names).
 
 `batch.paused`, `batch.resumed` and `batch.retried` go beyond the brief: the brief's `batch.progress`
-carries no status, and the page must show a pause or a retry as it happens.
+carries no status, and the page must show a pause or a retry as it happens. So does `cancelledItems` in
+`batch.progress`, and `errorKind` in `item.failed`.
 """
 
 from __future__ import annotations
@@ -91,7 +92,10 @@ class BatchRetried(BatchEvent):
 
 
 class BatchProgressSnapshot(WireModel):
-    """`batch.progress`: derived, never logged; sent on connect, coalesced, and before `batch.complete`."""
+    """`batch.progress`: derived, never logged; sent on connect, coalesced, and before `batch.complete`.
+
+    `cancelledItems` goes beyond the brief, whose four counts have no place for the items a cancel
+    stopped: completed + failed + in progress + pending + cancelled = total in every snapshot."""
 
     name: ClassVar[str] = "batch.progress"
     batch_id: str
@@ -100,6 +104,7 @@ class BatchProgressSnapshot(WireModel):
     failed_items: int
     in_progress_items: int
     pending_items: int
+    cancelled_items: int
     percentage: int
     estimated_time_remaining_ms: int
     throughput_rate: float

@@ -47,7 +47,11 @@ def snapshot_of(batch: Batch) -> BatchProgressSnapshot:
         failed=batch.failed_items,
         in_progress=batch.in_progress_items,
         pending=batch.pending_items,
+        cancelled=batch.cancelled_items,
         window=batch.completion_window,
+        concurrency=batch.concurrency,
+        item_prior_ms=batch.item_prior_ms,
+        finished=batch.status.is_terminal,
     )
 
 

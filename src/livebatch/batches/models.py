@@ -39,6 +39,8 @@ class Batch(Base):
     config: Mapped[dict[str, Any]]
     status: Mapped[BatchStatus] = mapped_column(_status_column(BatchStatus, 24), index=True)
     concurrency: Mapped[int]
+    # Expected time of one item (the setting when the batch was created): its ETA before any completion.
+    item_prior_ms: Mapped[int]
     total_items: Mapped[int]
     completed_items: Mapped[int] = mapped_column(default=0)
     failed_items: Mapped[int] = mapped_column(default=0)

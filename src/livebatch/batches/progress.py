@@ -3,14 +3,19 @@
 Throughput is measured on the batch's *active clock*, which stops while the batch is paused. The batch
 keeps `window` = [c0, c1, ..., ck]: the active-clock times (ms) of its last k <= 10 completions, c1..ck,
 preceded by c0, the completion just before them (or 0, the moment the batch started, while it has had
-at most 10). Then
+at most 10). With `left` = pending + in progress, `n` the batch's concurrency and `p` its prior (the
+expected time of one item, fixed when the batch was created):
 
-    throughput (items/min) = k / (ck - c0) * 60 000          0 when k = 0
-    ETA (ms)               = (pending + in progress) / throughput * 60 000     0 while throughput is 0
+    throughput (items/min) = k / (ck - c0) * 60 000                 0 when k = 0
+    ETA (ms)               = left / throughput * 60 000             once k >= 1
+                           = ceil(left / n) * p                     before the first completion
+                           = 0                                      when left = 0, or the batch is over
 
-Using completion times only (not "now") keeps a snapshot a pure function of the batch row: every stream
-and a page refresh show the same figures, and the page counts the ETA down between snapshots. With the
-brief's numbers, 10 completions 16.67 s apart give 3.6 items/min, and 7 items left take 116 667 ms.
+and never 0 while items are left in a batch that is not over. Using stored values only (not "now")
+keeps a snapshot a pure function of the batch row: every stream and a page refresh show the same
+figures, and the page counts the ETA down between snapshots. With the brief's numbers, 10 completions
+16.67 s apart give 3.6 items/min, and 7 items left take 116 667 ms; before any completion, 20 items at
+a concurrency of 4 and 30 s an item take 150 000 ms.
 """
 
 from __future__ import annotations
@@ -37,10 +42,26 @@ def throughput_per_minute(window: Sequence[int]) -> float:
 
 
 def eta_ms(remaining: int, per_minute: float) -> int:
-    """Milliseconds left at the current rate; 0 until there is a rate or when nothing is left."""
+    """Milliseconds left at the current rate, at least 1 while anything is left; 0 until there is a rate."""
     if remaining <= 0 or per_minute <= 0:
         return 0
-    return round(remaining / per_minute * 60_000)
+    return max(1, round(remaining / per_minute * 60_000))
+
+
+def prior_eta_ms(remaining: int, concurrency: int, item_ms: int) -> int:
+    """Milliseconds left before any completion: rounds of `concurrency` items, each taking the prior."""
+    if remaining <= 0:
+        return 0
+    rounds = -(-remaining // max(1, concurrency))
+    return rounds * max(1, item_ms)
+
+
+def estimate_ms(remaining: int, window: Sequence[int], *, concurrency: int, item_prior_ms: int) -> int:
+    """The ETA: from the throughput once there is one, from the prior until then."""
+    rate = throughput_per_minute(window)
+    if rate > 0:
+        return eta_ms(remaining, rate)
+    return prior_eta_ms(remaining, concurrency, item_prior_ms)
 
 
 def push_completion(window: Sequence[int], at_ms: int) -> list[int]:
@@ -68,9 +89,14 @@ def snapshot(
     failed: int,
     in_progress: int,
     pending: int,
+    cancelled: int,
     window: Sequence[int],
+    concurrency: int,
+    item_prior_ms: int,
+    finished: bool,
 ) -> BatchProgressSnapshot:
-    rate = throughput_per_minute(window)
+    """The batch's figures; `finished`: it is over, so nothing left will run (until a retry)."""
+    left = 0 if finished else pending + in_progress
     return BatchProgressSnapshot(
         batch_id=batch_id,
         total_items=total,
@@ -78,7 +104,8 @@ def snapshot(
         failed_items=failed,
         in_progress_items=in_progress,
         pending_items=pending,
+        cancelled_items=cancelled,
         percentage=percentage(completed, total),
-        estimated_time_remaining_ms=eta_ms(pending + in_progress, rate),
-        throughput_rate=round(rate, 2),
+        estimated_time_remaining_ms=estimate_ms(left, window, concurrency=concurrency, item_prior_ms=item_prior_ms),
+        throughput_rate=round(throughput_per_minute(window), 2),
     )

@@ -38,6 +38,7 @@ async def add_batch(
     course_id: str,
     config: dict[str, Any],
     concurrency: int,
+    item_prior_ms: int,
     total_items: int,
     now: datetime,
 ) -> Batch:
@@ -47,6 +48,7 @@ async def add_batch(
         config=config,
         status=BatchStatus.queued,
         concurrency=concurrency,
+        item_prior_ms=item_prior_ms,
         total_items=total_items,
         completion_window=[0],
         created_at=now,

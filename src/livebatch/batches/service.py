@@ -46,9 +46,13 @@ class TooManyActiveBatches(TooManyRequests):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """What a new batch gets from the settings: the caps it is checked against, its concurrency, and the
+    expected time of one item that its ETA starts from (the defaults are the settings' defaults)."""
+
     max_target_count: int = 1000
     max_active_batches: int = 5
     concurrency: int = 4
+    item_prior_ms: int = 1500
 
 
 def parse_batch_id(raw: str) -> UUID:
@@ -94,6 +98,7 @@ async def create_batch(uow: UnitOfWork, spec: BatchCreate, *, owner: User, limit
         course_id=spec.course_id,
         config=spec.model_dump(by_alias=True),
         concurrency=limits.concurrency,
+        item_prior_ms=limits.item_prior_ms,
         total_items=spec.target_count,
         now=now,
     )

@@ -1,13 +1,18 @@
 """`GET /api/v1/generation/batch/{batchId}/progress`: one batch's events, in the order of its log.
 
-On connect: a `batch.progress` snapshot; then every logged event after `Last-Event-ID` (header) or
-`?lastEventId=` (first load of the page) exactly once; then a fresh snapshot; then live events from the
-bus. The SSE `id` is the event's per-batch seq; a snapshot carries the seq it is current up to, so
-resuming from it is exact. A stream never polls: it reads the log on connect, and again only when the
-bus says it may have missed something (a hole in the seqs, or `RESYNC` after a lost peer connection).
-`batch.progress` is coalesced to one per `progress_interval_ms`: once due, it goes out with the next item
-event, in the same write, or alone when none has come for another interval; it is always sent right
-before `batch.complete`, after which the stream ends; a client that has seen it gets `204` on reconnect.
+A new connection gets a `batch.progress` snapshot first, then live events from the bus. One that resumes
+from `Last-Event-ID` (header) or `?lastEventId=` (first load of the page) gets every logged event after it
+exactly once, then a fresh snapshot, then live events. The SSE `id` is the event's per-batch seq, and a
+snapshot describes exactly the events up to its id, so that a client may add the item events after it
+onto it. The batch row read on connect is as of its last event: a stream that resumes from an older one
+sends no snapshot before its replay, as that row would be newer than its id and the replayed events
+would be counted twice. (The snapshot right before `batch.complete` describes the batch with it, under
+the id of the event before: a client that drops between the two still gets `batch.complete` on
+reconnect.) A stream never polls: it reads the log on connect, and again only when the bus says it may
+have missed something (a hole in the seqs, or `RESYNC` after a lost peer connection). `batch.progress` is
+coalesced to one per `progress_interval_ms`: once due, it goes out with the next item event, in the same
+write, or alone when none has come for another interval; it is always sent right before `batch.complete`,
+after which the stream ends; a client that has seen it gets `204` on reconnect.
 The SSE transport (cut-offs, shutdown) is events/transport.py; this module is the protocol.
 """
 
@@ -70,10 +75,11 @@ class Chunk:
 
 @dataclass
 class Cursor:
-    """Where one stream is: the last seq it sent, and the latest snapshot (`dirty` until sent)."""
+    """Where one stream is: the last seq it sent, and the latest snapshot (`dirty` until sent); None until
+    the stream knows one as of `seq` (it resumes from an older event than the batch's last)."""
 
     seq: int
-    state: str
+    state: str | None
     dirty: bool = False
     sent_progress_at: float = field(default_factory=time.monotonic)
 
@@ -120,8 +126,10 @@ class BatchStreams:
         batch_id = parse_batch_id(raw_batch_id)
         async with self._db.read_session() as session:
             batch = await reads.get_owned_batch(session, batch_id, user)
-            # The header wins: EventSource sends it on reconnect, while the query id is from the page's load.
-            after = parse_last_event_id(header_id if header_id else query_id)
+            # Both must be well-formed; the header wins: EventSource sends it on reconnect, while the query id is
+            # from the page's load.
+            from_header, from_query = parse_last_event_id(header_id), parse_last_event_id(query_id)
+            after = from_header if from_header is not None else from_query
             if after is not None and after > batch.last_seq:
                 raise BadRequest(f"Last-Event-ID {after} is beyond this batch's last event ({batch.last_seq}).")
             finished = batch.status.is_terminal
@@ -130,7 +138,8 @@ class BatchStreams:
             if after is None:
                 # A finished batch's last event is its `batch.complete`: a new viewer gets that, then the end.
                 after = batch.last_seq - 1 if finished else batch.last_seq
-            snapshot = snapshot_of(batch).to_json()
+            # The row is the batch as of its last event: a snapshot as of `after` only when that is the same.
+            snapshot = snapshot_of(batch).to_json() if after == batch.last_seq else None
         if self._open[user.id] >= settings.max_streams_per_user:
             raise TooManyStreams(f"You have {settings.max_streams_per_user} progress streams open; close one first.")
         # Subscribe before reading the log, so nothing committed in between is missed.
@@ -181,10 +190,14 @@ class BatchStreams:
 
     async def _events(self, batch_id: UUID, sub: Subscription, cursor: Cursor) -> AsyncGenerator[Chunk, None]:
         interval = self._interval
-        yield Chunk(frame(PROGRESS, cursor.state, event_id=cursor.seq, retry_ms=RETRY_MS), (PROGRESS,))
-        cursor.sent_progress_at = time.monotonic()
+        if cursor.state is not None:
+            yield Chunk(frame(PROGRESS, cursor.state, event_id=cursor.seq, retry_ms=RETRY_MS), (PROGRESS,))
+            cursor.sent_progress_at = time.monotonic()
+            replay = self._catch_up(batch_id, cursor)
+        else:  # resumed: the replay comes first, and its snapshot after it
+            replay = _with_retry(self._catch_up(batch_id, cursor))
         try:
-            async for chunk in self._catch_up(batch_id, cursor):
+            async for chunk in replay:
                 yield chunk
             if cursor.dirty:
                 yield _progress(cursor)
@@ -302,13 +315,25 @@ def _forget(task: asyncio.Future[Any]) -> None:
         task.exception()  # retrieved: a read that failed after its stream ended is nobody's to report
 
 
+async def _with_retry(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    """`chunks`, with the reconnection delay (which a new stream's first snapshot carries) in the first
+    message of the first: a `retry` field alone would be a message without data, which some clients pass on."""
+    first = True
+    async for chunk in chunks:
+        if first:
+            chunk, first = Chunk(f"retry: {RETRY_MS}\n".encode() + chunk.data, chunk.names), False
+        yield chunk
+
+
 def _progress(cursor: Cursor) -> Chunk:
     cursor.dirty, cursor.sent_progress_at = False, time.monotonic()
+    assert cursor.state is not None, "a snapshot is marked dirty only once known"
     return Chunk(frame(PROGRESS, cursor.state, event_id=cursor.seq), (PROGRESS,))
 
 
 def _final(writes: _Writes, cursor: Cursor, complete: LoggedEvent) -> None:
     """The last snapshot, then `batch.complete`: the brief wants progress right before the end."""
-    writes.add(PROGRESS, _progress(cursor).data)
+    if cursor.state is not None:  # known: it came with the notice or the log page of `batch.complete`
+        writes.add(PROGRESS, _progress(cursor).data)
     writes.add(complete.name, complete.frame)
     cursor.seq = complete.seq
