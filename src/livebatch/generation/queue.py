@@ -100,14 +100,21 @@ class ItemQueue(RedisStreamBroker):
         self.reconnects = 0
         self.losses = 0
         self._run_id: str | None = None
+        self._shut = False
 
     async def startup(self) -> None:
         await super().startup()
         self._run_id = await self._server_run_id()
 
+    async def shutdown(self) -> None:
+        # A receiver whose cancel was lost sees its read fail when the pool closes: it must end then, not
+        # reconnect, or the connection it opens after the pool closed stays open for good.
+        self._shut = True
+        await super().shutdown()
+
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         delay, failed, regroup = 0.1, False, False
-        while True:
+        while not self._shut:
             try:
                 if regroup:
                     await self._declare_consumer_group()
@@ -121,6 +128,8 @@ class ItemQueue(RedisStreamBroker):
                     async for message in messages:
                         yield message
             except (RedisError, OSError) as exc:
+                if self._shut:
+                    return
                 if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
                     logger.warning("the work queue's consumer group is gone (Redis lost its data); re-creating it")
                     regroup = True
