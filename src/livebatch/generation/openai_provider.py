@@ -156,15 +156,16 @@ class OpenAIProvider:
             raise GenerationError(
                 "validation", f"Validation failed: the answer is not a chat completion ({_first_line(exc)})"
             ) from exc
-        usage = _usage(completion)
+        usage, seconds = _usage(completion), time.perf_counter() - started
         logger.info(
             "item %d attempt %d: %s prompt + %s completion tokens in %.1fs",
             request.item_index,
             request.attempt,
             "?" if usage is None else usage.prompt_tokens,
             "?" if usage is None else usage.completion_tokens,
-            time.perf_counter() - started,
+            seconds,
             extra={
+                "seconds": round(seconds, 3),
                 "batch_id": str(request.batch_id),
                 "item_index": request.item_index,
                 "attempt": request.attempt,
