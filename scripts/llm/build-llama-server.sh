@@ -26,7 +26,7 @@ src="$work/llama_cpp_python-$version/vendor/llama.cpp"
 # llama.cpp (LLAMA_CURL is deprecated), cpp-httplib is built in.
 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >"$work/configure.log" \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >"$work/configure.log" 2>&1 \
     || { cat "$work/configure.log"; exit 1; }
 started=$(date +%s)
 cmake --build "$work/build" --target llama-server -j "$jobs" >"$work/build.log" 2>&1 \
