@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 from uuid import uuid4
 
-from livebatch.generation.items import semantic_rule_broken, structural_rule_broken
+from livebatch.batches.questions import semantic_rule_broken, structural_rule_broken
 from livebatch.generation.openai_provider import OpenAIProvider
 from livebatch.generation.providers import GenerationError, ItemRequest
 

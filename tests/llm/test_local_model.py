@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from livebatch.generation.items import Question, rule_broken
+from livebatch.batches.questions import Question, rule_broken
 from tests.checks import assert_consistent, event_log
 from tests.conftest import Backend
 from tests.llm.conftest import LlamaServer
