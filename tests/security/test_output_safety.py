@@ -42,7 +42,9 @@ async def test_html_and_script_from_the_model_are_shown_as_text_and_run_nothing(
             await page.reload()
 
     site.fake.default, site.fake.latency_s = "ok", 0.0
-    site.fake.item = dict(ITEM, stem=f"Which {HOSTILE} is it?", explanation=f"Because {HOSTILE}.")
+    # Hostile, yet an item that passes every rule (its explanation names the keyed option).
+    explanation = f"Because {HOSTILE}, the right coronary artery."
+    site.fake.item = dict(ITEM, stem=f"Which {HOSTILE} is it?", explanation=explanation)
     generated = await site.create_batch(1)
 
     async def completed() -> bool:
@@ -52,5 +54,5 @@ async def test_html_and_script_from_the_model_are_shown_as_text_and_run_nothing(
     await wait_until(completed, timeout=30, what="the batch with a hostile question to complete")
     await page.goto(f"{site.base_url}/faculty/generate/batch/{generated}/items")
     await expect(page.locator(".stem")).to_have_text(f"Which {HOSTILE} is it?")
-    await expect(page.locator(".answer")).to_contain_text(f"Because {HOSTILE}.")
+    await expect(page.locator(".answer")).to_contain_text(explanation)
     await _nothing_ran(page)

@@ -188,7 +188,7 @@ async def test_emits_item_failed_with_error_message_and_retry_info(scripted: Ser
     ]
     assert [f["errorMessage"] for f in failed] == [
         "LLM provider timeout after 0.5s",
-        "Provider error: HTTP 503",
+        "Provider error: HTTP 503: fake 503",
         "Rate limited by the provider (HTTP 429)",
     ]
     # Every attempt was announced, and a retried item is pending again in the snapshot after its failure.

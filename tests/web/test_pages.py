@@ -233,6 +233,59 @@ async def test_generated_items_read_as_questions_with_the_key_and_are_escaped(
     assert page.text.count("Answer key") == 1
 
 
+async def complete_items_keyed(rt: Parts, batch: Batch, keys: str) -> None:
+    """Completes the batch's first items, one per letter of `keys`, each keyed that letter."""
+    async with Unqueued(rt.db).begin() as uow:
+        ids = await _items(uow.session, batch)
+    for item_id, key in zip(ids, keys, strict=False):
+        async with Unqueued(rt.db).begin() as uow:
+            claim = await work.claim_item(uow, item_id, now=rt.now(), lease=timedelta(seconds=30))
+            assert isinstance(claim, Claim)
+            await uow.commit()
+        question = Question(
+            stem="Which artery is occluded?",
+            options=[Option(label=label, text=f"Artery {label}") for label in "ABCDE"],  # type: ignore[arg-type]
+            answer=key,  # type: ignore[arg-type]
+            explanation=f"Artery {key}.",
+            difficulty=claim.difficulty,  # type: ignore[arg-type]
+        )
+        async with Unqueued(rt.db).begin() as uow:
+            assert await work.complete_item(uow, claim, question, now=rt.now())
+            await uow.commit()
+
+
+@pytest.mark.parametrize(
+    ("keys", "shown", "flagged"),
+    [
+        ("ABCDEBADCE", {"A": 2, "B": 2, "C": 2, "D": 2, "E": 2}, None),
+        ("AAAAAAAAAB", {"A": 9, "B": 1, "C": 0, "D": 0, "E": 0}, "9 of 10 items (90 %) are keyed A"),
+    ],
+)
+async def test_the_items_page_shows_the_answer_keys_and_flags_a_lopsided_batch(
+    web: httpx.AsyncClient,
+    quiet_parts: Parts,
+    people: dict[str, Person],
+    keys: str,
+    shown: dict[str, int],
+    flagged: str | None,
+) -> None:
+    batch = await make_batch(quiet_parts, people["faculty"].user, count=10)
+    await complete_items_keyed(quiet_parts, batch, keys)
+    page = await web.get(f"/faculty/generate/batch/{batch.id}/items", headers=signed_in(people["faculty"]))
+    for letter, count in shown.items():
+        assert (
+            f'<li data-label="{letter}"><span class="label">{letter}</span>\n'
+            f'        <meter min="0" max="10" value="{count}"></meter> <span class="count">{count}</span></li>'
+        ) in page.text
+    if flagged is None:
+        assert "Lopsided key" not in page.text
+    else:
+        assert f'<p class="key-warning" role="status">Lopsided key: {flagged}' in page.text
+    # The API's batch detail carries the same counts.
+    detail = await web.get(f"/api/v1/generation/batch/{batch.id}", headers=people["faculty"].headers)
+    assert detail.json()["answerKeys"] == shown
+
+
 async def test_pages_send_a_strict_content_security_policy(web: httpx.AsyncClient, people: dict[str, Person]) -> None:
     page = await web.get("/faculty/generate/batches", headers=signed_in(people["faculty"]))
     policy = page.headers["content-security-policy"]

@@ -12,7 +12,8 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-ErrorKind = Literal["validation", "timeout", "rate_limited", "provider_error", "auth", "internal"]
+# `truncated`: the model reached the token cap before the item was complete (OpenAI's `finish_reason: length`).
+ErrorKind = Literal["validation", "truncated", "timeout", "rate_limited", "provider_error", "auth", "internal"]
 
 
 class WireModel(BaseModel):

@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livebatch.batches import item_repository, repository
 from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.models import Batch
-from livebatch.batches.schemas import BatchDetail, BatchRead, FeedEntry, GeneratedItemPage, GeneratedItemRead
+from livebatch.batches.questions import Label
+from livebatch.batches.schemas import (
+    BatchDetail,
+    BatchRead,
+    FeedEntry,
+    GeneratedItemPage,
+    GeneratedItemRead,
+    answer_keys,
+)
 from livebatch.batches.service import BatchNotFound, NotBatchOwner
 from livebatch.courses import repository as courses
 from livebatch.events import log
@@ -45,7 +53,8 @@ async def batch_detail(session: AsyncSession, batch_id: UUID, user: User, *, fee
     items = await item_repository.feed_items(session, batch.id, limit=feed)
     read = await batch_read(session, batch)
     entries = [FeedEntry.of(item, batch.status) for item in items]
-    return BatchDetail(**read.model_dump(), items=entries, last_event_id=last_event_id)
+    keys = await answer_keys_of(session, batch)
+    return BatchDetail(**read.model_dump(), items=entries, last_event_id=last_event_id, answer_keys=keys)
 
 
 async def batches_page(
@@ -70,6 +79,11 @@ async def generated_page(session: AsyncSession, batch: Batch, *, after_index: in
     rows = await repository.generated_page(session, batch.id, after_index=after_index, limit=limit + 1)
     items = [GeneratedItemRead.of(g) for g in rows[:limit]]
     return GeneratedItemPage(items=items, next_cursor=rows[limit - 1].idx if len(rows) > limit else None)
+
+
+async def answer_keys_of(session: AsyncSession, batch: Batch) -> dict[Label, int]:
+    """The batch's generated items by key letter, every letter A to E named."""
+    return answer_keys(await repository.count_answer_keys(session, batch.id))
 
 
 async def count_generated(session: AsyncSession, batch: Batch) -> int:

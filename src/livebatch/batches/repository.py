@@ -98,6 +98,13 @@ async def generated_page(session: AsyncSession, batch_id: UUID, *, after_index: 
     return list((await session.execute(stmt)).scalars())
 
 
+async def count_answer_keys(session: AsyncSession, batch_id: UUID) -> dict[str, int]:
+    """How many of the batch's generated items each letter keys (a scan of that batch's generated items)."""
+    key = GeneratedItem.content["answer"].as_string()
+    stmt = select(key, func.count()).where(GeneratedItem.batch_id == batch_id).group_by(key)
+    return {str(letter): int(n) for letter, n in (await session.execute(stmt)).all()}
+
+
 async def count_generated(session: AsyncSession, batch_id: UUID) -> int:
     stmt = select(func.count()).select_from(GeneratedItem).where(GeneratedItem.batch_id == batch_id)
     return int((await session.execute(stmt)).scalar_one())

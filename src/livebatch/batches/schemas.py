@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, WireModel
 from livebatch.batches.models import Batch, GeneratedItem, Item
-from livebatch.batches.questions import Difficulty, Option, Question
+from livebatch.batches.questions import LABELS, Difficulty, Label, Option, Question
 from livebatch.batches.status import Action, BatchStatus, ItemStatus, allowed_actions
 from livebatch.clock import iso, iso_or_none
 from livebatch.courses.models import Course
@@ -162,6 +162,16 @@ class BatchDetail(BatchRead):
 
     items: list[FeedEntry]
     last_event_id: int = Field(serialization_alias="lastEventId")
+    answer_keys: dict[Label, int] = Field(
+        serialization_alias="answerKeys",
+        description="How many of the batch's generated items each letter keys, A to E (a lopsided key lets "
+        "students guess it).",
+    )
+
+
+def answer_keys(counts: dict[str, int]) -> dict[Label, int]:
+    """Every letter, A to E, with its count (0 when no item is keyed so)."""
+    return {label: counts.get(label, 0) for label in LABELS}
 
 
 class BatchPage(BaseModel):

@@ -12,7 +12,7 @@ from typing import Protocol
 from uuid import UUID
 
 from livebatch.batches.events import ErrorKind
-from livebatch.batches.questions import Question
+from livebatch.batches.questions import Question, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +28,14 @@ class ItemRequest:
 class GenerationError(Exception):
     retryable = True
 
-    def __init__(self, kind: ErrorKind, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, kind: ErrorKind, message: str, *, retry_after_s: float | None = None, usage: Usage | None = None
+    ) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
         self.retry_after_s = retry_after_s
+        self.usage = usage  # tokens the failed attempt cost, when the server answered
 
 
 class FatalProviderError(GenerationError):

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from livebatch.auth import FacultyUser
 from livebatch.batches import reads, service
+from livebatch.batches.questions import answer_key_skew
 from livebatch.batches.schemas import MAX_ITEM_INDEX
 from livebatch.courses import repository as courses
 from livebatch.deps import ReadSessionDep, SettingsDep
@@ -145,11 +146,14 @@ async def items_page(
 ) -> Response:
     batch = await reads.get_owned_batch(session, service.parse_batch_id(batch_id), user)
     page = await reads.generated_page(session, batch, after_index=cursor, limit=ITEMS_PAGE)
+    keys = await reads.answer_keys_of(session, batch)
     context = {
         "user": user,
         "batch": await reads.batch_read(session, batch),
         "items": page.items,
         "total": await reads.count_generated(session, batch),
+        "answer_keys": keys,
+        "key_skew": answer_key_skew(keys),
         "next_cursor": page.next_cursor,
         "paged": cursor >= 0,
     }
