@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -134,9 +134,11 @@ async def read_stream(
     query_id: int | str | None = None,
     header_id: int | str | None = None,
     stop: Callable[[ServerSentEvent], bool] = stop_at_complete,
+    on_event: Callable[[ServerSentEvent], Awaitable[None]] | None = None,
     timeout: float = 60,
 ) -> Received:
-    """Opens the stream, reads events until `stop(event)` holds or the server ends it, then closes it."""
+    """Opens the stream, reads events (handing each to `on_event`) until `stop(event)` holds or the server
+    ends it, then closes it."""
     params = {} if query_id is None else {"lastEventId": str(query_id)}
     headers = {} if header_id is None else {"Last-Event-ID": str(header_id)}
     async with asyncio.timeout(timeout):
@@ -147,6 +149,8 @@ async def read_stream(
                 return received
             async for event in source.aiter_sse():
                 received.events.append(event)
+                if on_event is not None:
+                    await on_event(event)
                 if stop(event):
                     break
     return received

@@ -18,6 +18,7 @@ from uuid import uuid4
 import httpx
 import jwt
 import pytest
+from httpx_sse import ServerSentEvent
 
 from livebatch.auth import mint_token
 from livebatch.clock import utcnow
@@ -104,8 +105,20 @@ async def test_creates_sse_connection_with_correct_headers(served: Served, http:
 
 
 async def test_emits_batch_progress_events_with_current_snapshot(http: httpx.AsyncClient, served_db: Database) -> None:
-    batch = await create_batch(http, 12)
-    received = await read_stream(http, batch["id"])  # a first connection: no id, so every snapshot is exact
+    batch = await create_batch(http, 40)
+    # Held until the stream is open, so that a first connection (no id: every snapshot exact) finds it running
+    # and sees it through, however busy the machine.
+    assert (await control(http, batch["id"], "pause")).status_code == 200
+
+    resumed: list[str] = []
+
+    async def resume_once_open(event: ServerSentEvent) -> None:
+        if not resumed:  # the first event: the snapshot on connect
+            resumed.append(event.event)
+            assert (await control(http, batch["id"], "resume")).status_code == 200
+
+    received = await read_stream(http, batch["id"], on_event=resume_once_open)
+    assert resumed == ["batch.progress"]
     log = await event_log(served_db, batch["id"])
     snapshots = [(int(e.id), json.loads(e.data)) for e in received.events if e.event == "batch.progress"]
     assert len(snapshots) >= 2
@@ -113,7 +126,7 @@ async def test_emits_batch_progress_events_with_current_snapshot(http: httpx.Asy
         assert set(snapshot) == SNAPSHOT
         assert snapshot["batchId"] == batch["id"]
         # Each snapshot is the batch as of the event whose id it carries: counts from the log agree.
-        assert {k: snapshot[k] for k in expected_counts(log, seq, 12)} == expected_counts(log, seq, 12)
+        assert {k: snapshot[k] for k in expected_counts(log, seq, 40)} == expected_counts(log, seq, 40)
         assert isinstance(snapshot["throughputRate"], float)
         assert isinstance(snapshot["estimatedTimeRemainingMs"], int)
     # Coalesced: never more snapshots than there were changes to describe (plus connect and end).
@@ -121,7 +134,7 @@ async def test_emits_batch_progress_events_with_current_snapshot(http: httpx.Asy
     # The one sent right before `batch.complete` is the final state, which the REST resource also shows.
     assert received.events[-2].event == "batch.progress"
     final = snapshots[-1][1]
-    assert final["completedItems"] == 12 and final["percentage"] == 100 and final["pendingItems"] == 0
+    assert final["completedItems"] == 40 and final["percentage"] == 100 and final["pendingItems"] == 0
     detail = (await http.get(f"/api/v1/generation/batch/{batch['id']}")).json()
     assert detail["snapshot"] == final
     # A new viewer of the finished batch is shown that same snapshot first.
