@@ -33,14 +33,13 @@ from bench.common import Figure
 from bench.scratch import Kind, scratch_database, seed, settings_for, spec, unqueued
 from livebatch.batches import service
 from livebatch.batches.models import Batch, GeneratedItem, Item
-from livebatch.batches.questions import Question
 from livebatch.batches.service import Limits
 from livebatch.clock import iso, utcnow
 from livebatch.db import Database
 from livebatch.events.bus import SubscriptionCutOff
 from livebatch.events.log import LogEntry, Notice
 from livebatch.generation.offline import OfflineProvider, compose
-from livebatch.generation.providers import ItemRequest
+from livebatch.generation.providers import Generated, ItemRequest
 from livebatch.parts import Parts
 from livebatch.users.models import User
 
@@ -61,7 +60,7 @@ class TimedProvider:
         self.seconds = 0.0
         self.calls = 0
 
-    async def generate(self, request: ItemRequest) -> Question:
+    async def generate(self, request: ItemRequest) -> Generated:
         started = time.perf_counter()
         try:
             return await self.inner.generate(request)

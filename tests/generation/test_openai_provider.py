@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 
 from livebatch.generation.openai_provider import OpenAIProvider
-from livebatch.generation.providers import FatalProviderError, GenerationError, ItemRequest
+from livebatch.generation.providers import FatalProviderError, GenerationError, ItemRequest, Usage
 from tests.fakes.llm_server import FakeLLM
 
 
@@ -34,7 +34,9 @@ async def provider(fake_llm: FakeLLM) -> AsyncIterator[OpenAIProvider]:
 async def test_a_good_item_comes_back_parsed_from_one_structured_output_request(
     provider: OpenAIProvider, fake_llm: FakeLLM
 ) -> None:
-    question = await provider.generate(request("hard"))
+    generated = await provider.generate(request("hard"))
+    question = generated.question
+    assert generated.usage == Usage(prompt_tokens=10, completion_tokens=10, model="test-model")
     assert question.difficulty == "hard"
     assert [o.label for o in question.options] == ["A", "B", "C", "D", "E"]
 
@@ -86,7 +88,7 @@ async def test_transient_failures_are_retryable_and_cost_one_request(
     assert error.message.startswith(message), error.message
     assert error.retry_after_s == retry_after_s
     assert fake_llm.request_count == 1, "the SDK must not retry on its own"
-    assert (await provider.generate(request())).stem  # and the next attempt is unaffected
+    assert (await provider.generate(request())).question.stem  # and the next attempt is unaffected
 
 
 @pytest.mark.parametrize(
@@ -106,3 +108,27 @@ async def test_a_rejected_key_or_unknown_model_is_fatal(
     assert not failed.value.retryable
     assert (failed.value.kind, failed.value.message) == (kind, message)
     assert fake_llm.request_count == 1
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "usage"),
+    [
+        # The server answered: what the answer used is known, also when the answer was no good.
+        ("refusal", Usage(10, 10, "test-model")),
+        # Content that is not the item fails inside the SDK's parse, which keeps the answer to itself: its
+        # usage is not known here (issue 15's provider parses the answer itself and keeps it).
+        ("schema", None),
+        ("malformed", None),
+        # No answer, nothing used that we know of.
+        ("429", None),
+        ("503", None),
+        ("reset", None),
+    ],
+)
+async def test_a_failed_attempt_carries_the_usage_of_the_answer_when_there_was_one(
+    provider: OpenAIProvider, fake_llm: FakeLLM, behaviour: str, usage: Usage | None
+) -> None:
+    fake_llm.queue(behaviour)
+    with pytest.raises(GenerationError) as failed:
+        await provider.generate(request())
+    assert failed.value.usage == usage

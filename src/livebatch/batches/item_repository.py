@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, insert, select, tuple_, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livebatch.batches.accounting import Charge
 from livebatch.batches.events import ErrorKind
 from livebatch.batches.models import Batch, Item
 from livebatch.batches.status import ACTIVE, OPEN_ITEMS, WORKING, ItemStatus
@@ -127,10 +128,30 @@ async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lea
     return attempt
 
 
+def _usage(charge: Charge | None, attempt: int) -> dict[str, Any]:
+    """The item's usage columns after adding what attempt `attempt` used (nothing without a charge)."""
+    if charge is None:
+        return {}
+    return {
+        "prompt_tokens": _c.prompt_tokens + charge.prompt_tokens,
+        "completion_tokens": _c.completion_tokens + charge.completion_tokens,
+        "cost_nanos": _c.cost_nanos + (charge.cost_nanos or 0),
+        "unpriced_attempts": _c.unpriced_attempts + charge.unpriced,
+        "usage_attempt": attempt,
+    }
+
+
 async def record_completion(
-    session: AsyncSession, item_id: UUID, attempt: int, *, generation_id: UUID, duration_ms: int, now: datetime
+    session: AsyncSession,
+    item_id: UUID,
+    attempt: int,
+    *,
+    generation_id: UUID,
+    duration_ms: int,
+    now: datetime,
+    charge: Charge | None = None,
 ) -> bool:
-    """Ends the attempt as completed; False when that attempt no longer holds the item."""
+    """Ends the attempt as completed, adding what it used; False when that attempt no longer holds the item."""
     return await _finish_attempt(
         session,
         item_id,
@@ -140,7 +161,16 @@ async def record_completion(
         duration_ms=duration_ms,
         finished_at=now,
         will_retry=False,
+        **_usage(charge, attempt),
     )
+
+
+async def add_usage_of_discarded(session: AsyncSession, item_id: UUID, attempt: int, charge: Charge) -> bool:
+    """Adds what an attempt used whose outcome was discarded (its batch was cancelled or failed meanwhile, or
+    its lease had expired): the tokens were spent all the same. False when that attempt's usage was already
+    added (a second recording of it), or when the item was claimed again since."""
+    stmt = update(ITEMS).where(_c.id == item_id, _c.usage_attempt < attempt).values(**_usage(charge, attempt))
+    return _rowcount(await session.execute(stmt)) == 1
 
 
 async def record_failure(
@@ -153,11 +183,13 @@ async def record_failure(
     retry_at: datetime | None,
     now: datetime,
     lease_expired_before: datetime | None = None,
+    charge: Charge | None = None,
 ) -> bool:
-    """Ends the attempt as failed: pending again, due at `retry_at`, or failed for good when None. False
-    when that attempt no longer holds the item; with `lease_expired_before`, also when its lease had not
-    expired by then (the sweeper's own condition)."""
+    """Ends the attempt as failed, adding what it used: pending again, due at `retry_at`, or failed for good
+    when None. False when that attempt no longer holds the item; with `lease_expired_before`, also when its
+    lease had not expired by then (the sweeper's own condition)."""
     values: dict[str, Any] = {"last_error": message, "last_error_kind": kind, "will_retry": retry_at is not None}
+    values |= _usage(charge, attempt)
     if retry_at is not None:
         values |= {"status": PENDING, "next_attempt_at": retry_at, "dispatched_at": None}
     else:
@@ -225,6 +257,7 @@ async def requeue_failed_items(session: AsyncSession, batch_id: UUID, *, now: da
             last_error=None,
             last_error_kind=None,
             will_retry=False,
+            usage_attempt=0,  # attempts count from 1 again: so does the fence of their usage
         )
     )
     return _rowcount(await session.execute(stmt))

@@ -2,6 +2,7 @@
 
 The SDK's own retries are off (`max_retries=0`): livebatch retries with backoff itself, and each of our
 attempts must be one request, not up to three with minutes of sleep hidden inside (docs/stack-notes.md).
+What a request used is read from the answer's `usage` and priced as the configured model.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import time
 
 import openai
 import pydantic
+from openai.types.chat import ChatCompletion
 
 from livebatch.batches.questions import Question
-from livebatch.generation.providers import FatalProviderError, GenerationError, ItemRequest
+from livebatch.generation.providers import FatalProviderError, Generated, GenerationError, ItemRequest, Usage
 
 SYSTEM_PROMPT = (
     "You write single-best-answer exam items for medical school courses. Each item has a clinical stem, "
@@ -59,7 +61,7 @@ class OpenAIProvider:
         self.timeout_s = timeout_s
         self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
 
-    async def generate(self, request: ItemRequest) -> Question:
+    async def generate(self, request: ItemRequest) -> Generated:
         try:
             completion = await self.client.chat.completions.parse(
                 model=self.model,
@@ -101,19 +103,31 @@ class OpenAIProvider:
             openai.APIResponseValidationError,
         ) as exc:
             raise GenerationError(
-                "validation", f"Validation failed: output does not match the schema ({_first_line(exc)})"
+                "validation",
+                f"Validation failed: output does not match the schema ({_first_line(exc)})",
+                usage=self._usage(getattr(exc, "completion", None)),
             ) from exc
         except openai.ContentFilterFinishReasonError as exc:
             raise GenerationError(
-                "validation", "Validation failed: the provider's content filter stopped the output"
+                "validation",
+                "Validation failed: the provider's content filter stopped the output",
+                usage=self._usage(exc.completion),
             ) from exc
+        usage = self._usage(completion)
         message = completion.choices[0].message if completion.choices else None
         if message is None or message.refusal:
             reason = message.refusal if message is not None else "no choices"
-            raise GenerationError("validation", f"Validation failed: the model refused ({reason})")
+            raise GenerationError("validation", f"Validation failed: the model refused ({reason})", usage=usage)
         if message.parsed is None:
-            raise GenerationError("validation", "Validation failed: the model returned no item")
-        return message.parsed
+            raise GenerationError("validation", "Validation failed: the model returned no item", usage=usage)
+        return Generated(message.parsed, usage)
+
+    def _usage(self, completion: ChatCompletion | None) -> Usage | None:
+        """The answer's token counts, priced as the model we asked for (the name a price table knows)."""
+        counted = None if completion is None else completion.usage
+        if counted is None:
+            return None
+        return Usage(counted.prompt_tokens, counted.completion_tokens, self.model)
 
     async def aclose(self) -> None:
         await self.client.close()
