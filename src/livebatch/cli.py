@@ -317,6 +317,8 @@ async def _login_link(settings: Settings, email: str, next_path: str) -> str:
 
 async def _prune(settings: Settings, age: timedelta) -> tuple[int, int, str]:
     """Prunes every batch finished more than `age` ago, a transaction each; (batches, events, the cut-off)."""
+    import livebatch.courses.models
+    import livebatch.users.models  # noqa: F401 (the tables batch_jobs refers to, for the ORM's mapping)
     from livebatch.batches import retention
     from livebatch.clock import iso, utcnow
     from livebatch.db import Database
