@@ -9,6 +9,7 @@ scaled tests are skipped with the reason.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -257,14 +258,27 @@ async def people(db: Database, settings: Settings) -> dict[str, Person]:
     }
 
 
-def batch_body(count: int = 5, *, course: str = COURSE, mix: tuple[int, int, int] = (30, 50, 20)) -> dict[str, Any]:
+def batch_body(
+    count: int = 5,
+    *,
+    course: str = COURSE,
+    mix: tuple[int, int, int] = (30, 50, 20),
+    error_rate_guard: bool | None = None,
+    budget: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A batch as a client creates it; the guard fields only when given (a client that knows nothing of them)."""
     easy, medium, hard = mix
-    return {
+    body: dict[str, Any] = {
         "courseId": course,
         "targetCount": count,
         "questionType": "single-best-answer",
         "difficultyDistribution": {"easy": easy, "medium": medium, "hard": hard},
     }
+    if error_rate_guard is not None:
+        body["errorRateGuard"] = error_rate_guard
+    if budget is not None:
+        body["budget"] = budget
+    return body
 
 
 # --- a real server in a subprocess ---------------------------------------------------------------------
@@ -284,6 +298,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
+        if isinstance(value, dict):
+            value = json.dumps(value)  # as an operator writes it (LIVEBATCH_PRICES)
         env[f"LIVEBATCH_{name.upper()}"] = str(value)
     return env
 

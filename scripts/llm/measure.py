@@ -44,8 +44,8 @@ async def measure(base_url: str, requests: int, concurrency: int, timeout_s: flo
             started = time.perf_counter()
             result: dict[str, Any] = {"index": index}
             try:
-                question = await provider.generate(request)
-                usage = question.usage
+                generated = await provider.generate(request)
+                question, usage = generated.question, generated.usage
                 broken = structural_rule_broken(question, difficulty=request.difficulty)
                 result["outcome"] = "structural" if broken else "semantic"
                 broken = broken or semantic_rule_broken(question)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -29,8 +30,11 @@ def _settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         for error in exc.errors():
-            name = "LIVEBATCH_" + "_".join(str(part) for part in error["loc"]).upper()
-            console.print(f"[red]{name}: {error['msg'].removeprefix('Value error, ')}", soft_wrap=True)
+            # The variable is the field; a place inside its value (a model of LIVEBATCH_PRICES) goes with the message.
+            field, *inside = [str(part) for part in error["loc"]] or [""]
+            where = "".join(f"{part}: " for part in inside)
+            message = error["msg"].removeprefix("Value error, ")
+            console.print(f"LIVEBATCH_{field.upper()}: {where}{message}", style="red", soft_wrap=True, markup=False)
         raise typer.Exit(2) from None
     logs.configure(settings.log_format, settings.log_level)
     return settings
@@ -125,19 +129,66 @@ def run_batch(
     easy: int = 30,
     medium: int = 50,
     hard: int = 20,
+    budget: Annotated[
+        float | None, typer.Option(help="Pause the batch once it has cost this much (in LIVEBATCH_CURRENCY).")
+    ] = None,
+    budget_tokens: Annotated[
+        int | None, typer.Option(help="Pause the batch once it has used this many tokens.")
+    ] = None,
+    error_rate_guard: Annotated[
+        bool,
+        typer.Option(
+            "--error-rate-guard/--no-error-rate-guard", help="Pause when more than half of the last 20 attempts fail."
+        ),
+    ] = True,
 ) -> None:
     """Create a batch (or continue one) and run it here, headless, with a progress bar.
 
     Exit status: 0 when the batch finished (completed, with or without item errors), 1 when it ended
     failed or cancelled, 2 when it could not start (bad options or settings).
     """
-    from livebatch.headless import run_headless
+    from livebatch.headless import Guards, run_headless
 
     settings = _settings()
     code = asyncio.run(
-        run_headless(settings, console, count=count, user=user, course=course, batch_id=batch, mix=(easy, medium, hard))
+        run_headless(
+            settings,
+            console,
+            count=count,
+            user=user,
+            course=course,
+            batch_id=batch,
+            mix=(easy, medium, hard),
+            guards=Guards(cost=budget, tokens=budget_tokens, error_rate=error_rate_guard),
+        )
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Prune batches finished longer ago than this: 30d, 12h, 90m.")
+    ],
+) -> None:
+    """Delete the event logs of batches finished long ago (all but each one's last event).
+
+    A client that then resumes from a pruned event gets `batch.reset` and a fresh snapshot, not a gap.
+    """
+    age = _duration(older_than)
+    settings = _settings()
+    batches, events, before = asyncio.run(_prune(settings, age))
+    console.print(f"pruned {events} events of {batches} batches finished before {before}")
+
+
+def _duration(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `45s` as a duration; anything else exits 2 with the form it takes."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = text.strip()[:-1], text.strip()[-1:]
+    if not number.isdigit() or unit not in units:
+        console.print(f"--older-than: {text!r} is not a duration like 30d, 12h, 90m or 45s", style="red", markup=False)
+        raise typer.Exit(2)
+    return timedelta(**{units[unit]: int(number)})
 
 
 @app.command()
@@ -262,6 +313,43 @@ async def _login_link(settings: Settings, email: str, next_path: str) -> str:
         console.print(f"[red]{exc}")
         raise typer.Exit(2) from None
     return f"{settings.public_url.rstrip('/')}/auth/login?token={secret}"
+
+
+async def _prune(settings: Settings, age: timedelta) -> tuple[int, int, str]:
+    """Prunes every batch finished more than `age` ago, a transaction each; (batches, events, the cut-off)."""
+    import livebatch.courses.models
+    import livebatch.users.models  # noqa: F401 (the tables batch_jobs refers to, for the ORM's mapping)
+    from livebatch.batches import retention
+    from livebatch.clock import iso, utcnow
+    from livebatch.db import Database
+    from livebatch.events.bus import LocalBus
+    from livebatch.migrate import upgrade_async
+    from livebatch.uow import Transactions
+
+    class _Nowhere:
+        async def enqueue(self, item_ids: Any) -> None:  # pruning dispatches no work
+            raise AssertionError("pruning dispatched work")
+
+    if settings.is_sqlite:
+        await upgrade_async(settings.effective_database_url)
+    before = utcnow() - age
+    db = Database(settings.effective_database_url)
+    # Pruning announces nothing (a finished batch has no live stream) and queues nothing: a local bus will do.
+    transactions = Transactions(db, LocalBus(), _Nowhere())
+    batches = events = 0
+    try:
+        while True:
+            async with transactions.begin() as uow:
+                found = await retention.prunable(uow, finished_before=before)
+            for batch_id in found:
+                async with transactions.begin() as uow:
+                    deleted = await retention.prune_batch(uow, batch_id, finished_before=before)
+                    await uow.commit()
+                batches, events = batches + (deleted > 0), events + deleted
+            if len(found) < retention.PAGE:
+                return batches, events, iso(before)
+    finally:
+        await db.dispose()
 
 
 async def _put_course(settings: Settings, course_id: str, title: str, code: str | None) -> None:

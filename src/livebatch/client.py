@@ -78,15 +78,36 @@ class BatchClient:
         return response.json()
 
     async def create_batch(
-        self, course_id: str, target_count: int, *, easy: int = 30, medium: int = 50, hard: int = 20
+        self,
+        course_id: str,
+        target_count: int,
+        *,
+        easy: int = 30,
+        medium: int = 50,
+        hard: int = 20,
+        budget: dict[str, float | int | None] | None = None,
+        error_rate_guard: bool = True,
     ) -> dict[str, Any]:
-        body = {
+        """`budget`: `{"cost": 5.0}` and/or `{"tokens": 200000}`; `error_rate_guard`: pause when more than half
+        of the last 20 attempts failed."""
+        body: dict[str, Any] = {
             "courseId": course_id,
             "targetCount": target_count,
             "questionType": "single-best-answer",
             "difficultyDistribution": {"easy": easy, "medium": medium, "hard": hard},
+            "errorRateGuard": error_rate_guard,
         }
+        if budget is not None:
+            body["budget"] = budget
         result: dict[str, Any] = await self._json("POST", "/api/v1/generation/batch", json=body)
+        return result
+
+    async def set_budget(
+        self, batch_id: str, *, cost: float | None = None, tokens: int | None = None
+    ) -> dict[str, Any]:
+        """Sets the batch's budget (both None: no cap); a batch paused by its budget is then resumed by `control`."""
+        body = {"cost": cost, "tokens": tokens}
+        result: dict[str, Any] = await self._json("PUT", f"/api/v1/generation/batch/{batch_id}/budget", json=body)
         return result
 
     async def get_batch(self, batch_id: str) -> dict[str, Any]:

@@ -6,18 +6,31 @@ carries a description.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The prior of a provider whose speed is not known here: the brief's first snapshot gives 20 items, one at a
 # time, 600 000 ms, which is 30 s an item.
 DEFAULT_ITEM_PRIOR_MS = 30_000
+
+
+PRICES_EXAMPLE = '{"gpt-4o-mini": {"input": 0.15, "output": 0.60}}'
+
+
+class ModelPrice(BaseModel):
+    """What one model costs, per million tokens, in `LIVEBATCH_CURRENCY`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0, allow_inf_nan=False, description="Per million prompt tokens")
+    output: float = Field(ge=0, allow_inf_nan=False, description="Per million completion tokens")
 
 
 def _default_data_dir() -> Path:
@@ -78,6 +91,16 @@ class Settings(BaseSettings):
         le=2,
         description="Sampling temperature sent with each request: low enough for the schema, high enough "
         "that a retry is not the same answer again.",
+    )
+    prices: Annotated[dict[str, ModelPrice], NoDecode] = Field(
+        default_factory=dict,
+        description="Price per million input and output tokens of each model, as JSON: "
+        f"`{PRICES_EXAMPLE}`; a model not in it has an unknown cost (the offline provider's model is `offline`).",
+    )
+    currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the currency of `LIVEBATCH_PRICES` and of cost budgets.",
     )
     max_attempts: int = Field(default=3, ge=1, description="Attempts per item before it is finally failed.")
     retry_base_ms: int = Field(
@@ -147,6 +170,23 @@ class Settings(BaseSettings):
         default="auto", description="`auto` = JSON when stderr is not a terminal."
     )
     log_level: str = Field(default="INFO", description="Level of the `livebatch` loggers.")
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _parse_prices(cls, value: Any) -> Any:
+        """The environment gives JSON text; read it here so that a mistake is a validation error that names
+        the variable (the CLI exits 2 with it), not a parse error of the settings source."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON ({exc.msg}, column {exc.colno}); write it like {PRICES_EXAMPLE}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"must be a JSON object of models, like {PRICES_EXAMPLE}")
+        return parsed
 
     @model_validator(mode="after")
     def _check_retry_bounds(self) -> Settings:

@@ -14,14 +14,16 @@ from rich.console import Console
 from livebatch.app import create_app
 from livebatch.batches import service
 from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
-from livebatch.config import Settings
+from livebatch.config import ModelPrice, Settings
 from livebatch.courses.service import DEMO_COURSES, seed_demo_courses
+from livebatch.generation.offline import OFFLINE_MODEL
 from livebatch.migrate import upgrade_async
 from livebatch.parts import Parts
 from livebatch.users.models import Role
 from livebatch.users.service import create_sign_in_link, ensure_user
 
 DEMO_USER = "faculty@livebatch.local"
+DEMO_PRICES = {OFFLINE_MODEL: ModelPrice(input=0.15, output=0.60)}
 
 
 def _free(host: str, port: int) -> bool:
@@ -40,6 +42,9 @@ async def run_demo(settings: Settings, console: Console, *, port: int, count: in
         port += 1
     if settings.public_url == Settings.model_fields["public_url"].default:
         settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
+    if not settings.prices:
+        # The demo shows what a batch costs: its offline attempts priced as a small hosted model would be.
+        settings = settings.model_copy(update={"prices": DEMO_PRICES})
     if settings.is_sqlite:
         await upgrade_async(settings.effective_database_url)
     parts = Parts(settings, worker=settings.redis_url is None)
@@ -82,7 +87,9 @@ async def _serve(parts: Parts, console: Console, *, host: str, port: int, count:
         )
         await uow.commit()
     console.print(f"\n[bold]livebatch[/] is serving on {settings.public_url} (data in {settings.data_dir})")
-    console.print(f"Demo batch {batch.id}: {count} items for {DEMO_COURSES[0][2]}, running now.\n")
+    console.print(f"Demo batch {batch.id}: {count} items for {DEMO_COURSES[0][2]}, running now.")
+    prices = ", ".join(f"{m}: {p.input:g}/{p.output:g} per million tokens" for m, p in settings.prices.items())
+    console.print(f"Prices ({settings.currency}, LIVEBATCH_PRICES): {prices}\n", markup=False)
     console.print("[bold]Open this sign-in link to watch it live[/] (it works once, for a few minutes):")
     console.print(f"  {settings.public_url}/auth/login?token={secret}\n", soft_wrap=True)
     console.print(f"Or in a terminal:  .venv/bin/livebatch watch {batch.id} --url {settings.public_url}")

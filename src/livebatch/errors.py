@@ -77,7 +77,7 @@ ERROR_DESCRIPTIONS = {
     401: "Missing, malformed, expired or wrongly signed token, or its user no longer exists",
     403: "Not faculty, not the batch's owner, or a cross-site request signed in by cookie",
     404: "No such batch (also for an id that is not well-formed)",
-    409: "The batch is not in a state that allows this (code INVALID_STATE)",
+    409: "The batch is not in a state that allows this (code INVALID_STATE), or its budget is spent (BUDGET_REACHED)",
     413: "The request body is over the size limit",
     422: "The request is not valid: the message names the field and the rule",
     429: "A per-user limit is reached (TOO_MANY_BATCHES, TOO_MANY_STREAMS)",

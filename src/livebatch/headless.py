@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -11,9 +12,10 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from livebatch.batches import reads, service
+from livebatch.batches.guards import ERROR_WINDOW, Budget
 from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.models import Batch
-from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
+from livebatch.batches.schemas import BatchCreate, BudgetSpec, DifficultyDistribution
 from livebatch.batches.status import BatchStatus
 from livebatch.client import ApiError, BatchClient
 from livebatch.config import Settings
@@ -29,6 +31,15 @@ from livebatch.users.service import ensure_user
 FINISHED_OK = (BatchStatus.completed, BatchStatus.completed_with_errors)
 
 
+@dataclass(frozen=True, slots=True)
+class Guards:
+    """What `run-batch` asks of a new batch's guards: a cost and a token budget, and the error-rate guard."""
+
+    cost: float | None = None
+    tokens: int | None = None
+    error_rate: bool = True
+
+
 async def run_headless(
     settings: Settings,
     console: Console,
@@ -38,6 +49,7 @@ async def run_headless(
     course: str,
     batch_id: str | None,
     mix: tuple[int, int, int],
+    guards: Guards = Guards(),
 ) -> int:
     if settings.is_sqlite:
         await upgrade_async(settings.effective_database_url)
@@ -45,22 +57,31 @@ async def run_headless(
     await parts.start()
     try:
         try:
-            batch = await _create_or_find(parts, count=count, email=user, course=course, batch_id=batch_id, mix=mix)
+            batch = await _create_or_find(
+                parts, count=count, email=user, course=course, batch_id=batch_id, mix=mix, guards=guards
+            )
         except LivebatchError as exc:
             console.print(f"[red]{exc.message}")
             return 2
         console.print(f"batch {batch.id}: {batch.total_items} items, status {batch.status}")
-        final = await _follow_locally(parts, console, batch)
+        final, usage = await _follow_locally(parts, console, batch)
     finally:
         await parts.aclose()
-    console.print(format_summary(str(batch.id), final), soft_wrap=True)
+    console.print(format_summary(str(batch.id), final, usage), soft_wrap=True)
     if final.get("errorMessage"):
         console.print(f"[red]{final['errorMessage']}", soft_wrap=True)
     return 0 if final["status"] in FINISHED_OK else 1
 
 
 async def _create_or_find(
-    parts: Parts, *, count: int, email: str, course: str, batch_id: str | None, mix: tuple[int, int, int]
+    parts: Parts,
+    *,
+    count: int,
+    email: str,
+    course: str,
+    batch_id: str | None,
+    mix: tuple[int, int, int],
+    guards: Guards,
 ) -> Batch:
     async with parts.transactions.begin() as uow:
         owner = await ensure_user(uow.session, email, Role.faculty)
@@ -68,23 +89,34 @@ async def _create_or_find(
             batch = await reads.get_owned_batch(uow.session, service.parse_batch_id(batch_id), owner)
         else:
             await ensure_demo_course(uow.session, course)
-            spec = _spec(course, count, mix)
+            spec = _spec(course, count, mix, guards)
             batch = await service.create_batch(uow, spec, owner=owner, limits=parts.limits, now=parts.now())
         await uow.commit()
         return batch
 
 
-_OPTIONS = {"course_id": "--course", "target_count": "--count", "difficulty_distribution": "--easy/--medium/--hard"}
+_OPTIONS = {
+    "course_id": "--course",
+    "target_count": "--count",
+    "difficulty_distribution": "--easy/--medium/--hard",
+    "cost": "--budget",
+    "tokens": "--budget-tokens",
+}
 
 
-def _spec(course: str, count: int, mix: tuple[int, int, int]) -> BatchCreate:
+def _spec(course: str, count: int, mix: tuple[int, int, int], guards: Guards) -> BatchCreate:
     """The batch the options describe; a bad option is a `BadRequest` that names it."""
     easy, medium, hard = mix
     try:
+        budget = None
+        if guards.cost is not None or guards.tokens is not None:
+            budget = BudgetSpec(cost=guards.cost, tokens=guards.tokens)
         return BatchCreate(
             course_id=course,
             target_count=count,
             difficulty_distribution=DifficultyDistribution(easy=easy, medium=medium, hard=hard),
+            budget=budget,
+            error_rate_guard=guards.error_rate,
         )
     except ValidationError as exc:
         problems = []
@@ -95,7 +127,7 @@ def _spec(course: str, count: int, mix: tuple[int, int, int]) -> BatchCreate:
         raise BadRequest("; ".join(problems)) from None
 
 
-async def _follow_locally(parts: Parts, console: Console, batch: Batch) -> dict[str, Any]:
+async def _follow_locally(parts: Parts, console: Console, batch: Batch) -> tuple[dict[str, Any], dict[str, Any]]:
     """Shows progress from the bus, and from the database once a second (another process may be doing
     the work, and its notices do not reach this one)."""
     topic = str(batch.id)
@@ -105,13 +137,17 @@ async def _follow_locally(parts: Parts, console: Console, batch: Batch) -> dict[
         try:
             while True:
                 current = await _read(parts, batch.id)
-                view.update(json.loads(snapshot_of(current).to_json()))
+                snapshot = json.loads(snapshot_of(current).to_json())
+                view.update(snapshot)
                 if current.status.is_terminal:
-                    return _complete_of(current)
+                    return _complete_of(current), snapshot
                 if current.status != shown_status:
                     # Paused, nothing moves until someone resumes it: say so rather than look hung.
                     if current.status == BatchStatus.paused:
-                        view.note("paused: waiting for it to be resumed (from its page, or the API); Ctrl-C stops")
+                        view.note(
+                            f"paused{_why(current)}: waiting for it to be resumed (from its page, or the API); "
+                            "Ctrl-C stops"
+                        )
                     elif shown_status == BatchStatus.paused:
                         view.note("resumed")
                     shown_status = current.status
@@ -135,6 +171,16 @@ async def _read(parts: Parts, batch_id: UUID) -> Batch:
         batch = await reads.get_batch(session, batch_id)
     assert batch is not None
     return batch
+
+
+def _why(batch: Batch) -> str:
+    """Why a batch paused, for the terminal: nothing for a pause by hand."""
+    if batch.pause_reason == "budget_reached":
+        spent = Budget.of(batch.config).describe(batch.currency)
+        return f" by its budget ({spent} spent; raise it with PUT …/budget, then resume)"
+    if batch.pause_reason == "error_rate":
+        return f" by its error-rate guard (more than half of its last {ERROR_WINDOW} attempts failed)"
+    return ""
 
 
 def _complete_of(batch: Batch) -> dict[str, Any]:
@@ -168,9 +214,11 @@ async def watch_remote(console: Console, base_url: str, token: str, batch_id: st
                     view.failure(event.data)
                 elif event.name == "batch.complete":
                     final = event.data
-        if final is None:  # the batch had ended before we connected (204)
-            batch = await client.get_batch(batch_id)
-            snapshot = batch["snapshot"]
+        # The batch as it ended: what it used (batch.complete does not say), and how it ended when the stream
+        # had nothing left to send (204).
+        batch = await client.get_batch(batch_id)
+        snapshot = batch["snapshot"]
+        if final is None:
             final = {
                 "status": batch["status"],
                 "totalItems": snapshot["totalItems"],
@@ -178,7 +226,7 @@ async def watch_remote(console: Console, base_url: str, token: str, batch_id: st
                 "failedItems": snapshot["failedItems"],
                 "totalDurationMs": _duration_ms(batch["started_at"], batch["completed_at"]),
             }
-    console.print(format_summary(batch_id, final), soft_wrap=True)
+    console.print(format_summary(batch_id, final, snapshot), soft_wrap=True)
     return 0 if final["status"] in FINISHED_OK else 1
 
 

@@ -22,6 +22,7 @@ from livebatch.clock import utcnow
 from livebatch.config import Settings
 from livebatch.db import Database
 from livebatch.events.bus import Bus, LocalBus
+from livebatch.generation.offline import OFFLINE_MODEL
 from livebatch.generation.providers import Provider
 from livebatch.generation.queue import ItemQueue, TaskQueue
 from livebatch.generation.worker import Worker
@@ -70,12 +71,21 @@ def create_provider(settings: Settings) -> Provider:
 
 
 def limits_of(settings: Settings) -> Limits:
+    model = provider_model(settings)
     return Limits(
         max_target_count=settings.max_target_count,
         max_active_batches=settings.max_running_batches_per_user,
         concurrency=settings.batch_concurrency,
         item_prior_ms=settings.effective_item_prior_ms,
+        currency=settings.currency,
+        model=model,
+        priced=model in settings.prices,
     )
+
+
+def provider_model(settings: Settings) -> str:
+    """The model the configured provider's attempts are priced as."""
+    return settings.openai_model if settings.provider == "openai" else OFFLINE_MODEL
 
 
 class Parts:

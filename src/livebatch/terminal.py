@@ -21,15 +21,42 @@ def format_eta(ms: int) -> str:
     return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
 
 
+def format_eta_range(snapshot: dict[str, Any]) -> str:
+    """` (1m 27s to 2m 29s)` after the point ETA: its 10th-90th percentile range, once the server sends one."""
+    bounds = snapshot.get("estimatedTimeRemainingRangeMs")
+    if not bounds or bounds[1] <= 0:
+        return ""
+    return f" ({format_eta(bounds[0])} to {format_eta(bounds[1])})"
+
+
+def format_cost(cost: float | None, currency: str) -> str:
+    """`0.000459 USD`, `12.35 USD`; `cost unknown` when some attempt's model has no price."""
+    if cost is None:
+        return "cost unknown"
+    return f"{cost:,.2f} {currency}" if cost >= 1 else f"{cost:.4g} {currency}"
+
+
+def format_usage(snapshot: dict[str, Any]) -> str:
+    """`1,530 tokens · 0.000459 USD`, or "" from a server that sends no usage."""
+    if "promptTokens" not in snapshot:
+        return ""
+    tokens = snapshot["promptTokens"] + snapshot["completionTokens"]
+    return f"{tokens:,} tokens · {format_cost(snapshot.get('cost'), snapshot.get('currency', ''))}"
+
+
 def format_counts(snapshot: dict[str, Any]) -> str:
     """`12 completed · 5 running · 1 failed · 2 pending · 3.6/min · ETA 1m 57s`, and `· 4 cancelled` after
-    the pending count once a cancel stopped any (a server before `cancelledItems` sends none)."""
+    the pending count once a cancel stopped any (a server before `cancelledItems` sends none); then the
+    ETA's range and the usage so far, from a server that sends them."""
     cancelled = snapshot.get("cancelledItems", 0)
+    usage = format_usage(snapshot)
     return (
         f"{snapshot['completedItems']} completed · {snapshot['inProgressItems']} running · "
         f"{snapshot['failedItems']} failed · {snapshot['pendingItems']} pending · "
         + (f"{cancelled} cancelled · " if cancelled else "")
         + f"{snapshot['throughputRate']:g}/min · ETA {format_eta(snapshot['estimatedTimeRemainingMs'])}"
+        + format_eta_range(snapshot)
+        + (f" · {usage}" if usage else "")
     )
 
 
@@ -41,12 +68,16 @@ def format_failure(payload: dict[str, Any]) -> Text:
     return line
 
 
-def format_summary(batch_id: str, complete: dict[str, Any]) -> str:
-    return (
+def format_summary(batch_id: str, complete: dict[str, Any], usage: dict[str, Any] | None = None) -> str:
+    """`batch ID completed_with_errors: 198 completed, 2 failed of 200 in 31s`, then what it used when known
+    (`usage`: a snapshot): `, 61,530 tokens, 0.01845 USD`."""
+    line = (
         f"batch {batch_id} {complete['status']}: {complete['completedItems']} completed, "
         f"{complete['failedItems']} failed of {complete['totalItems']} "
         f"in {format_eta(complete['totalDurationMs'])}"
     )
+    used = format_usage(usage or {})
+    return line + (", " + used.replace(" · ", ", ") if used else "")
 
 
 class ProgressView:

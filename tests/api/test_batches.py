@@ -38,9 +38,11 @@ MOCK_BATCH_JOB = {
 BATCH_KEYS = MOCK_BATCH_JOB | {
     *("completed_at", "course", "error_message", "snapshot"),
     *("statusLabel", "finished", "allowedActions"),
+    *("pauseReason", "guards"),  # issue 13: why it is paused, what its guards see
 }
 DETAIL_KEYS = BATCH_KEYS | {"items", "lastEventId", "answerKeys"}
-CONFIG_KEYS = {"targetCount", "courseId", "questionType", "difficultyDistribution"}
+BRIEF_CONFIG_KEYS = {"targetCount", "courseId", "questionType", "difficultyDistribution"}
+CONFIG_KEYS = BRIEF_CONFIG_KEYS | {"budget", "errorRateGuard"}  # issue 13: the guards a batch asks for
 FEED_KEYS = {"itemId", "itemIndex", "status", "generationId", "errorMessage", "durationMs", "timestamp"}
 FEED_EXTRA = {"errorKind", "retryCount", "willRetry", "stopped"}  # the retry information, beyond the brief
 GENERATED_KEYS = {
@@ -53,6 +55,7 @@ GENERATED_KEYS = {
     "answer",
     "explanation",
     "createdAt",
+    *("promptTokens", "completionTokens", "cost", "currency"),  # issue 13: what generating it used
 }
 
 
@@ -67,7 +70,12 @@ async def test_create_batch_answers_201_with_the_batch(client: httpx.AsyncClient
     assert response.status_code == 201
     batch = response.json()
     assert set(batch) == BATCH_KEYS
-    assert batch["config"] == body and set(batch["config"]) == CONFIG_KEYS
+    assert set(batch["config"]) == CONFIG_KEYS
+    assert {k: batch["config"][k] for k in BRIEF_CONFIG_KEYS} == body
+    # A client that sends nothing of the guards gets the defaults: no budget, the error-rate guard on.
+    assert (batch["config"]["budget"], batch["config"]["errorRateGuard"]) == (None, True)
+    assert batch["pauseReason"] is None
+    assert batch["guards"] == {"budgetReached": False, "recentAttempts": 0, "recentFailures": 0, "errorWindow": 20}
     assert (batch["status"], batch["total_items"], batch["completed_items"], batch["failed_items"]) == (
         "queued",
         5,

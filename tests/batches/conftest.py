@@ -13,10 +13,9 @@ import pytest
 
 from livebatch.batches import service
 from livebatch.batches.models import Batch
-from livebatch.batches.questions import Question
-from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
+from livebatch.batches.schemas import BatchCreate, BudgetSpec, DifficultyDistribution
 from livebatch.generation.offline import OfflineProvider
-from livebatch.generation.providers import GenerationError, ItemRequest, Provider
+from livebatch.generation.providers import Generated, GenerationError, ItemRequest, Provider
 from livebatch.parts import Parts
 from livebatch.users.models import User
 from tests.conftest import COURSE, Person, SettingsFactory
@@ -45,7 +44,7 @@ class ProbeProvider:
         """The next attempts at item `item_index` (of any batch) raise these errors, in order."""
         self.failures.setdefault(item_index, []).extend(errors)
 
-    async def generate(self, request: ItemRequest) -> Question:
+    async def generate(self, request: ItemRequest) -> Generated:
         self.calls[request.batch_id, request.item_index] += 1
         await self._enter(request.batch_id)
         try:
@@ -100,19 +99,37 @@ async def open_parts(make_settings: SettingsFactory) -> AsyncIterator[PartsFacto
         await rt.aclose()
 
 
-def spec(count: int, *, mix: tuple[int, int, int] = (30, 50, 20), course: str = COURSE) -> BatchCreate:
+def spec(
+    count: int,
+    *,
+    mix: tuple[int, int, int] = (30, 50, 20),
+    course: str = COURSE,
+    budget: BudgetSpec | None = None,
+    error_rate_guard: bool = True,
+) -> BatchCreate:
     easy, medium, hard = mix
     return BatchCreate(
         course_id=course,
         target_count=count,
         difficulty_distribution=DifficultyDistribution(easy=easy, medium=medium, hard=hard),
+        budget=budget,
+        error_rate_guard=error_rate_guard,
     )
 
 
-async def start_batch(rt: Parts, owner: Person, count: int, *, mix: tuple[int, int, int] = (30, 50, 20)) -> UUID:
+async def start_batch(
+    rt: Parts,
+    owner: Person,
+    count: int,
+    *,
+    mix: tuple[int, int, int] = (30, 50, 20),
+    budget: BudgetSpec | None = None,
+    error_rate_guard: bool = True,
+) -> UUID:
     """Creates a batch the way the API does: the service, then the unit of work's commit (which queues it)."""
+    batch_spec = spec(count, mix=mix, budget=budget, error_rate_guard=error_rate_guard)
     async with rt.transactions.begin() as uow:
-        batch = await service.create_batch(uow, spec(count, mix=mix), owner=owner.user, limits=rt.limits, now=rt.now())
+        batch = await service.create_batch(uow, batch_spec, owner=owner.user, limits=rt.limits, now=rt.now())
         await uow.commit()
     return batch.id
 

@@ -148,6 +148,12 @@ def test_snapshot_reproduces_the_brief_example() -> None:
         "percentage": 60,
         "estimatedTimeRemainingMs": 116_667,
         "throughputRate": 3.6,
+        # Issue 13, beyond the brief and after its fields: the ETA's range and the batch's usage.
+        "estimatedTimeRemainingRangeMs": [87_472, 149_025],
+        "promptTokens": 0,
+        "completionTokens": 0,
+        "cost": 0.0,
+        "currency": "USD",
     }
     assert abs(snap.estimated_time_remaining_ms - 120_000) < 5_000  # "about 120 000 ms"
 
@@ -178,6 +184,11 @@ def test_snapshot_reproduces_the_brief_first_snapshot() -> None:
         "percentage": 0,
         "estimatedTimeRemainingMs": 600_000,
         "throughputRate": 0,
+        "estimatedTimeRemainingRangeMs": None,  # no completion yet: nothing to measure a spread on
+        "promptTokens": 0,
+        "completionTokens": 0,
+        "cost": 0.0,
+        "currency": "USD",
     }
 
 

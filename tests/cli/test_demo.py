@@ -75,7 +75,11 @@ async def test_demo_starts_even_after_earlier_demos_and_its_link_lands_on_the_ru
             return (await load_batch(db, batch_id)).status not in ACTIVE
 
         await wait_until(finished, timeout=60)
-        assert (await load_batch(db, batch_id)).completed_items == 6
+        done = await load_batch(db, batch_id)
+        assert done.completed_items == 6
+        # The demo shows what a batch costs: its offline model is priced unless LIVEBATCH_PRICES says otherwise.
+        assert "Prices (USD, LIVEBATCH_PRICES): offline: 0.15/0.6 per million tokens" in output
+        assert done.cost_nanos > 0 and done.unpriced_attempts == 0 and done.prompt_tokens > 0
 
         demo.send_signal(signal.SIGINT)  # Ctrl-C
         assert await asyncio.to_thread(demo.wait, 30) == 0, log.read_text()[-3000:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -12,8 +13,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import JSON, Boolean, Connection, DateTime, Integer, String, Uuid, column, insert, inspect, table, text
 
+from livebatch import migrate
 from livebatch.db import Base, Database
 from livebatch.migrate import alembic_config, upgrade_async
 from tests.cli.conftest import RunCli
@@ -80,3 +82,134 @@ async def test_migrate_builds_the_whole_schema_on_a_fresh_database_and_is_idempo
         assert TABLES <= tables
         assert version == head
         assert drift == [], "the migrations and the models disagree"
+
+
+USAGE_BATCH_COLUMNS = {
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_nanos",
+    "unpriced_attempts",
+    "currency",
+    "pause_reason",
+    "recent_outcomes",
+    "pruned_through",
+}
+USAGE_ITEM_COLUMNS = {"prompt_tokens", "completion_tokens", "cost_nanos", "unpriced_attempts", "usage_attempt"}
+# The tables as revision 0002 has them, only the columns a row needs: the models are at head.
+_USERS = table(
+    "users",
+    column("id", Uuid()),
+    column("email", String()),
+    column("role", String()),
+    column("created_at", DateTime(timezone=True)),
+)
+_COURSES = table(
+    "courses", column("id", String()), column("title", String()), column("created_at", DateTime(timezone=True))
+)
+_BATCHES = table(
+    "batch_jobs",
+    *(column(name, Uuid()) for name in ("id", "owner_id")),
+    *(column(name, String()) for name in ("course_id", "status")),
+    column("config", JSON()),
+    *(column(name, Integer()) for name in ("concurrency", "item_prior_ms", "total_items", "completed_items")),
+    *(column(name, Integer()) for name in ("failed_items", "in_progress_items", "cancelled_items", "last_seq")),
+    column("active_ms", Integer()),
+    column("completion_window", JSON()),
+    column("created_at", DateTime(timezone=True)),
+)
+_ITEMS = table(
+    "batch_items",
+    *(column(name, Uuid()) for name in ("id", "batch_id")),
+    column("idx", Integer()),
+    *(column(name, String()) for name in ("difficulty", "status")),
+    column("attempts", Integer()),
+    column("next_attempt_at", DateTime(timezone=True)),
+    column("will_retry", Boolean()),
+)
+
+
+def _rows_before_0003(connection: Connection) -> None:
+    now = datetime.now(UTC)
+    owner, batch = uuid4(), uuid4()
+    connection.execute(insert(_USERS).values(id=owner, email="ada@uni.example", role="faculty", created_at=now))
+    connection.execute(insert(_COURSES).values(id="c1", title="Cardiovascular Pathology", created_at=now))
+    counts = dict.fromkeys(("completed_items", "failed_items", "in_progress_items", "cancelled_items"), 0)
+    connection.execute(
+        insert(_BATCHES).values(
+            id=batch,
+            owner_id=owner,
+            course_id="c1",
+            status="paused",
+            config={"courseId": "c1", "targetCount": 1},
+            concurrency=1,
+            item_prior_ms=30_000,
+            total_items=1,
+            last_seq=0,
+            active_ms=0,
+            completion_window=[0],
+            created_at=now,
+            **counts,
+        )
+    )
+    connection.execute(
+        insert(_ITEMS).values(
+            id=uuid4(),
+            batch_id=batch,
+            idx=0,
+            difficulty="easy",
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            will_retry=False,
+        )
+    )
+
+
+def _columns(connection: Connection, name: str) -> set[str]:
+    return {c["name"] for c in inspect(connection).get_columns(name)}
+
+
+def _counts(connection: Connection) -> tuple[int, int]:
+    one = connection.execute(text("SELECT count(*) FROM batch_jobs")).scalar_one()
+    return one, connection.execute(text("SELECT count(*) FROM batch_items")).scalar_one()
+
+
+async def test_0003_upgrades_rows_made_before_it_and_downgrades_without_losing_them(
+    fresh: tuple[dict[str, str], str],
+) -> None:
+    """Upgrade and downgrade of `0003_usage_and_guards` on this backend's database (SQLite: batch mode,
+    foreign keys off, so recreating a table deletes nothing)."""
+    _, url = fresh
+    await asyncio.to_thread(migrate.upgrade, url, "0002")
+    db = Database(url)
+    try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_rows_before_0003)
+        await asyncio.to_thread(migrate.upgrade, url, "0003_usage_and_guards")
+        async with db.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    text(
+                        "SELECT prompt_tokens, completion_tokens, cost_nanos, unpriced_attempts, currency, "
+                        "pause_reason, recent_outcomes, pruned_through FROM batch_jobs"
+                    )
+                )
+            ).one()
+            item = (await connection.execute(text("SELECT cost_nanos, usage_attempt FROM batch_items"))).one()
+            drift = await connection.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
+        # A batch paused before the guards existed was paused by hand; it has used nothing recorded.
+        assert tuple(row) == (0, 0, 0, 0, "USD", "user", "", 0)
+        assert tuple(item) == (0, 0)
+        assert drift == []
+
+        await asyncio.to_thread(migrate.downgrade, url, "0002")
+        async with db.engine.connect() as connection:
+            assert not USAGE_BATCH_COLUMNS & await connection.run_sync(_columns, "batch_jobs")
+            assert not USAGE_ITEM_COLUMNS & await connection.run_sync(_columns, "batch_items")
+            assert await connection.run_sync(_counts) == (1, 1), "the downgrade lost no row"
+        await asyncio.to_thread(migrate.upgrade, url, "head")
+        async with db.engine.connect() as connection:
+            assert USAGE_BATCH_COLUMNS <= await connection.run_sync(_columns, "batch_jobs")
+            assert await connection.run_sync(_counts) == (1, 1)
+    finally:
+        await db.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import time
 from collections import Counter
@@ -18,9 +20,9 @@ from livebatch.batches.models import Batch
 from livebatch.cli import app
 from livebatch.config import Settings
 from livebatch.db import Database
-from livebatch.headless import run_headless
+from livebatch.headless import Guards, run_headless
 from tests.batches.ledger import assert_attempts_accounted
-from tests.checks import assert_consistent, event_log
+from tests.checks import assert_consistent, event_log, wait_until
 from tests.cli.conftest import BATCH_LINE, SUMMARY_LINE, RunCli
 from tests.conftest import SettingsFactory
 from tests.fakes.llm_server import FakeLLM
@@ -145,6 +147,13 @@ async def test_bad_options_exit_2_with_a_clear_message_and_create_nothing(
         ({"course": "no-such-course"}, "Course 'no-such-course' does not exist."),
         ({"batch_id": "no-such-batch"}, "Batch no-such-batch does not exist."),
         ({"user": "not-an-email"}, "'not-an-email' is not an email address."),
+        ({"guards": Guards(cost=-1.0)}, "--budget: Input should be greater than 0"),
+        ({"guards": Guards(tokens=0)}, "--budget-tokens: Input should be greater than or equal to 1"),
+        (
+            {"guards": Guards(cost=1.0)},  # no price for the offline model in these settings
+            "budget.cost needs a price for model 'offline' in LIVEBATCH_PRICES, or the cost could not be counted; "
+            "give budget.tokens instead.",
+        ),
     ],
 )
 async def test_each_bad_option_is_named_in_its_message(
@@ -169,3 +178,64 @@ def test_a_bad_setting_exits_2_naming_the_variable() -> None:
         "LIVEBATCH_PROVIDER: Input should be 'offline' or 'openai'",
         "LIVEBATCH_OFFLINE_FAILURE_RATE: Input should be less than or equal to 1",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("{gpt-4o-mini: 0.15}", "LIVEBATCH_PRICES: not JSON (Expecting property name enclosed in double quotes"),
+        ('{"gpt-4o-mini": {"input": -1, "output": 0.6}}', "LIVEBATCH_PRICES: gpt-4o-mini: input: Input should be"),
+        ('{"gpt-4o-mini": {"input": 0.15}}', "LIVEBATCH_PRICES: gpt-4o-mini: output: Field required"),
+    ],
+)
+def test_a_bad_price_table_exits_2_naming_the_variable(value: str, says: str) -> None:
+    result = CliRunner().invoke(app, ["run-batch"], env={"LIVEBATCH_PRICES": value})
+    assert result.exit_code == 2
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(says), line
+
+
+async def test_the_summary_line_says_what_the_batch_used_and_what_it_cost(
+    run_cli: RunCli, env_for: Callable[..., dict[str, str]], db: Database
+) -> None:
+    prices = '{"offline": {"input": 0.15, "output": 0.60}}'
+    run = run_cli("run-batch", "--count", "3", env=env_for(LIVEBATCH_PRICES=prices, LIVEBATCH_CURRENCY="EUR"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    batch = await assert_consistent(db, run.summary()["id"])
+    tokens = batch.prompt_tokens + batch.completion_tokens
+    line = next(line for line in run.stdout.splitlines() if SUMMARY_LINE.match(line))
+    assert line.endswith(f", {tokens:,} tokens, {batch.cost_nanos / 1e9:.4g} EUR"), line
+    assert 900 < tokens < 2000 and batch.currency == "EUR"
+
+    unpriced = run_cli("run-batch", "--count", "2", env=env_for())
+    line = next(line for line in unpriced.stdout.splitlines() if SUMMARY_LINE.match(line))
+    assert line.endswith(" tokens, cost unknown"), line
+
+
+async def test_a_batch_that_spends_its_budget_pauses_and_run_batch_says_why(
+    make_settings: SettingsFactory, db: Database
+) -> None:
+    """In this process, stopped by the test as a person would with Ctrl-C once it said why it waits."""
+    printed = io.StringIO()
+    run = asyncio.create_task(
+        run_headless(
+            make_settings(batch_concurrency=1),
+            Console(file=printed, width=300, soft_wrap=True),
+            **(ARGUMENTS | {"count": 10, "guards": Guards(tokens=500)}),
+        )
+    )
+
+    async def says_why() -> bool:
+        assert not run.done(), printed.getvalue()
+        return "paused by its budget (500 tokens spent" in printed.getvalue()
+
+    try:
+        await wait_until(says_why)
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    async with db.read_session() as session:
+        batch = (await session.execute(select(Batch))).scalar_one()
+    assert (batch.status, batch.pause_reason) == ("paused", "budget_reached")
+    assert batch.prompt_tokens + batch.completion_tokens >= 500 and batch.completed_items == 2

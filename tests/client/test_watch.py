@@ -40,7 +40,8 @@ async def _watch(served: Served, *args: str) -> tuple[int, str]:
 
 async def test_watch_follows_a_running_batch_to_its_end(served: Served) -> None:
     async with served.http() as http, served.database() as db:
-        batch = await create_batch(http, 40)
+        # A third of the attempts fail on this server, on purpose: the error-rate guard could pause the batch.
+        batch = await create_batch(http, 40, error_rate_guard=False)
         assert (await control(http, batch["id"], "pause")).status_code == 200
 
         async def settled() -> bool:
@@ -68,9 +69,13 @@ async def test_watch_follows_a_running_batch_to_its_end(served: Served) -> None:
     ]
     # The last line is the outcome, as the database has it.
     assert final.status in ("completed", "completed_with_errors")
-    summary = re.fullmatch(rf"batch {batch['id']} (\w+): (\d+) completed, (\d+) failed of 40 in (\S+)", lines[-1])
+    summary = re.fullmatch(
+        rf"batch {batch['id']} (\w+): (\d+) completed, (\d+) failed of 40 in (\S+), ([\d,]+) tokens, cost unknown",
+        lines[-1],
+    )
     assert summary is not None, lines[-1]
     assert summary.groups()[:3] == (final.status, str(final.completed_items), str(final.failed_items))
+    assert int(summary[5].replace(",", "")) == final.prompt_tokens + final.completion_tokens
     assert code == 0
 
 

@@ -30,7 +30,7 @@ def request(index: int, attempt: int = 1, *, batch: UUID = BATCH) -> ItemRequest
 async def outcome(provider: OfflineProvider, req: ItemRequest) -> Question | str:
     """The question, or the failure the pipeline would record (an error, or the rule it breaks)."""
     try:
-        question = await provider.generate(req)
+        question = (await provider.generate(req)).question
     except GenerationError as exc:
         return f"{exc.kind}: {exc.message}"
     broken = rule_broken(question, difficulty=req.difficulty)
@@ -80,3 +80,26 @@ async def test_latency_is_drawn_around_the_configured_mean() -> None:
     assert all(0.1 <= s <= 0.3 for s in slept)
     assert statistics.mean(slept) == pytest.approx(0.2, rel=0.05)
     assert statistics.pstdev(slept) > 0.03, "latency varies like a real provider's"
+
+
+async def test_each_answer_reports_plausible_usage_of_the_offline_model_and_a_lost_request_none() -> None:
+    provider = OfflineProvider(latency_ms=0, failure_rate=0.0)
+    generated = [await provider.generate(request(i)) for i in range(50)]
+    usages = [g.usage for g in generated]
+    assert all(u is not None and u.model == "offline" for u in usages)
+    prompts = [u.prompt_tokens for u in usages if u is not None]
+    completions = [u.completion_tokens for u in usages if u is not None]
+    assert all(190 <= p <= 210 for p in prompts)
+    assert all(100 <= c <= 400 for c in completions), completions
+    assert len(set(prompts)) > 5, "the figures vary like a real provider's"
+    again = [(await provider.generate(request(i))).usage for i in range(50)]
+    assert again == usages, "the same attempt reports the same usage"
+
+    failing = OfflineProvider(latency_ms=0, failure_rate=1.0)
+    for i in range(40):
+        try:
+            answered = await failing.generate(request(i))
+        except GenerationError as exc:
+            assert exc.usage is None  # a timeout, a 429, a 503: no answer
+        else:
+            assert answered.usage is not None  # it answered, with an item that breaks a rule

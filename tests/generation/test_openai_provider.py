@@ -9,9 +9,8 @@ from uuid import uuid4
 
 import pytest
 
-from livebatch.batches.questions import Usage
 from livebatch.generation.openai_provider import ERROR_TEXT_CHARS, OpenAIProvider
-from livebatch.generation.providers import FatalProviderError, GenerationError, ItemRequest
+from livebatch.generation.providers import FatalProviderError, GenerationError, ItemRequest, Usage
 from tests.fakes.llm_server import FakeLLM
 
 
@@ -43,7 +42,9 @@ async def provider(fake_llm: FakeLLM) -> AsyncIterator[OpenAIProvider]:
 async def test_a_good_item_comes_back_parsed_from_one_structured_output_request(
     provider: OpenAIProvider, fake_llm: FakeLLM
 ) -> None:
-    question = await provider.generate(request("hard"))
+    generated = await provider.generate(request("hard"))
+    question = generated.question
+    assert generated.usage == Usage(prompt_tokens=10, completion_tokens=10, model="test-model")
     assert question.difficulty == "hard"
     assert [o.label for o in question.options] == ["A", "B", "C", "D", "E"]
 
@@ -72,8 +73,6 @@ async def test_a_good_item_comes_back_parsed_from_one_structured_output_request(
     assert props["difficulty"]["enum"] == ["hard"]
     for text in (props["stem"], props["explanation"], option["properties"]["text"]):
         assert text["type"] == "string" and 0 < text["minLength"] < text["maxLength"] <= 1000
-    # What the answer cost comes back with the question.
-    assert question.usage == Usage(prompt_tokens=10, completion_tokens=10)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +109,7 @@ async def test_transient_failures_are_retryable_and_cost_one_request(
     assert error.message.startswith(message), error.message
     assert error.retry_after_s == retry_after_s
     assert fake_llm.request_count == 1, "the SDK must not retry on its own"
-    assert (await provider.generate(request())).stem  # and the next attempt is unaffected
+    assert (await provider.generate(request())).question.stem  # and the next attempt is unaffected
 
 
 @pytest.mark.parametrize(
@@ -143,7 +142,7 @@ async def test_an_answer_cut_off_by_the_token_cap_is_truncated_not_a_schema_mism
         "Truncated: the answer reached the token cap (900 tokens) before the item was complete; "
         "raise LIVEBATCH_OPENAI_MAX_TOKENS"
     )
-    assert failed.value.usage == Usage(prompt_tokens=10, completion_tokens=10), "the failed attempt cost tokens too"
+    assert failed.value.usage == Usage(10, 10, "test-model"), "the failed attempt cost tokens too"
 
 
 async def test_the_servers_error_text_is_kept_on_one_line_and_bounded(
@@ -163,7 +162,7 @@ async def test_a_server_that_refuses_json_schema_is_asked_with_json_object_and_t
     provider: OpenAIProvider, fake_llm: FakeLLM
 ) -> None:
     fake_llm.json_schema = False
-    question = await provider.generate(request("easy"))  # the first attempt does not fail for it
+    question = (await provider.generate(request("easy"))).question  # the first attempt does not fail for it
     assert question.difficulty == "easy"
     refused, fallback = fake_llm.requests
     assert refused["body"]["response_format"]["type"] == "json_schema"
@@ -188,3 +187,26 @@ async def test_other_server_errors_do_not_switch_away_from_json_schema(
             await provider.generate(request())
     await provider.generate(request())
     assert [r["body"]["response_format"]["type"] for r in fake_llm.requests] == ["json_schema"] * 3
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "usage"),
+    [
+        # The server answered: what the answer used is known, also when the answer was no good.
+        ("refusal", Usage(10, 10, "test-model")),
+        # Content that is not the item: the provider parses the answer itself, so its usage is known too.
+        ("schema", Usage(10, 10, "test-model")),
+        ("malformed", Usage(10, 10, "test-model")),
+        # No answer, nothing used that we know of.
+        ("429", None),
+        ("503", None),
+        ("reset", None),
+    ],
+)
+async def test_a_failed_attempt_carries_the_usage_of_the_answer_when_there_was_one(
+    provider: OpenAIProvider, fake_llm: FakeLLM, behaviour: str, usage: Usage | None
+) -> None:
+    fake_llm.queue(behaviour)
+    with pytest.raises(GenerationError) as failed:
+        await provider.generate(request())
+    assert failed.value.usage == usage

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from livebatch.batches import service
 from livebatch.events.log import LogEntry
 from livebatch.parts import Parts
-from tests.batches.conftest import PartsFactory, start_batch
+from tests.batches.conftest import PartsFactory, control, start_batch
 from tests.batches.ledger import assert_attempts_accounted
-from tests.checks import assert_consistent, event_log, wait_for_status
+from tests.checks import assert_consistent, event_log, load_batch, wait_for_status, wait_until
 from tests.conftest import Person
 from tests.fakes.llm_server import FakeLLM
 
@@ -104,3 +105,42 @@ async def test_retry_after_from_the_provider_delays_the_next_attempt(
     ]
     waited = (rows[2][1] - rows[1][1]).total_seconds()
     assert waited >= 1.0, f"the second attempt came {waited:.3f}s after the 429, before its Retry-After"
+
+
+async def test_a_429_storm_pauses_the_batch_within_the_guards_window_and_loses_nothing(
+    open_parts: PartsFactory, fake_llm: FakeLLM, people: dict[str, Person]
+) -> None:
+    fake_llm.default = "429"  # the provider rate-limits every request, for as long as the storm lasts
+    rt = await _openai(open_parts, fake_llm, batch_concurrency=4, max_attempts=10, retry_base_ms=5, retry_max_ms=20)
+    owner = people["faculty"]
+    batch_id = await start_batch(rt, owner, 30)
+    paused = await wait_for_status(rt, batch_id, {"paused"})
+    assert paused.pause_reason == "error_rate"
+
+    async def settled() -> bool:
+        return (await load_batch(rt.db, batch_id)).in_progress_items == 0
+
+    await wait_until(settled)
+    events = await event_log(rt.db, batch_id)
+    pause_seq = next(seq for seq, name, p in events if name == "batch.paused" and p["reason"] == "error_rate")
+    failures_before = [p for seq, name, p in events if name == "item.failed" and seq < pause_seq]
+    assert len(failures_before) == 11, "paused at the 11th failure: more than half of a window of 20"
+    assert all(p["errorKind"] == "rate_limited" and p["willRetry"] for p in failures_before)
+    storm_requests = fake_llm.request_count
+    assert storm_requests <= 20, "within the window: the attempts in flight at the pause, and no new one"
+    assert storm_requests == sum(1 for _, name, _ in events if name == "item.started")
+    batch = await assert_consistent(rt.db, batch_id)
+    assert (batch.completed_items, batch.failed_items, batch.pending_items) == (0, 0, 30), "every item waits"
+    assert batch.prompt_tokens == 0, "a 429 used no tokens"
+
+    # The storm passes; a person resumes; the batch runs to its end and every attempt is in the log.
+    fake_llm.default = "ok"
+    resumed = await control(rt, service.resume_batch, batch_id, owner.user)
+    assert resumed.recent_outcomes == "" and resumed.pause_reason is None
+    done = await wait_for_status(rt, batch_id)
+    assert (done.status, done.completed_items) == ("completed", 30)
+    await assert_consistent(rt.db, batch_id)
+    await assert_attempts_accounted(rt.db, batch_id, max_attempts=10)
+    log = await event_log(rt.db, batch_id)
+    assert fake_llm.request_count == sum(1 for _, name, _ in log if name == "item.started"), "one request an attempt"
+    assert done.prompt_tokens == 30 * 10 and done.completion_tokens == 30 * 10  # the fake's usage, per answer

@@ -54,8 +54,11 @@ async def test_a_cross_site_post_with_the_cookie_is_refused_and_changes_nothing(
             assert "Cross-site" in response.json()["error"]["message"]
         response = await browser.post(BATCH, json={"courseId": "course-uuid-1"}, headers=headers)
         assert_error(response, 403, "FORBIDDEN")
+        response = await browser.put(f"{BATCH}/{batch['id']}/budget", json={"tokens": 1}, headers=headers)
+        assert_error(response, 403, "FORBIDDEN")
     after = await load_batch(parts.db, batch["id"])
     assert after.status not in ("paused", "cancelled") and before.status in ("queued", "running")
+    assert after.config == before.config, "the budget did not change"
     history = (await browser.get(f"{BATCH}es")).json()["batches"]
     assert [b["id"] for b in history] == [batch["id"]]
     await browser.post(f"{BATCH}/{batch['id']}/cancel", headers={"Origin": OWN})

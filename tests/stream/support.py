@@ -33,6 +33,12 @@ SNAPSHOT = {
     "percentage",
     "estimatedTimeRemainingMs",
     "throughputRate",
+    # Issue 13, beyond the brief: the ETA's range, and the batch's usage so far.
+    "estimatedTimeRemainingRangeMs",
+    "promptTokens",
+    "completionTokens",
+    "cost",
+    "currency",
 }
 COMPLETE = {"batchId", "status", "totalItems", "completedItems", "failedItems", "totalDurationMs"}
 # What the stream sends besides the logged events: derived snapshots and keep-alives.

@@ -30,7 +30,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from pydantic import SecretStr
 
 from livebatch.auth import COOKIE
-from livebatch.config import Settings
+from livebatch.config import ModelPrice, Settings
 from livebatch.db import Database
 from tests.conftest import (
     JWT_SECRET,
@@ -68,6 +68,7 @@ WAIT_MS = 30_000  # a condition on a loaded 2-core machine: generous, and only e
 # short leases (a restarted server takes over lost work quickly), no per-user batch limit in the way.
 SERVER_SETTINGS: dict[str, Any] = {
     "provider": "openai",
+    "prices": {"gpt-4o-mini": ModelPrice(input=0.15, output=0.60)},  # the fake's answers have a cost to show
     "batch_concurrency": 2,
     "max_attempts": 2,
     "lease_s": 2.0,
@@ -189,8 +190,9 @@ class Site:
     def settings(self) -> Settings:
         return self.server.settings
 
-    async def create_batch(self, count: int, *, mix: tuple[int, int, int] = (30, 50, 20)) -> str:
-        response = await self.http.post("/api/v1/generation/batch", json=batch_body(count, mix=mix))
+    async def create_batch(self, count: int, *, mix: tuple[int, int, int] = (30, 50, 20), **guards: Any) -> str:
+        """`guards`: `budget={...}`, `error_rate_guard=False` (issue 13)."""
+        response = await self.http.post("/api/v1/generation/batch", json=batch_body(count, mix=mix, **guards))
         assert response.status_code == 201, response.text
         batch_id: str = response.json()["id"]
         return batch_id

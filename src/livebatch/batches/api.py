@@ -20,6 +20,7 @@ from livebatch.batches.events import (
     BatchComplete,
     BatchPaused,
     BatchProgressSnapshot,
+    BatchReset,
     BatchResumed,
     BatchRetried,
     Heartbeat,
@@ -34,6 +35,7 @@ from livebatch.batches.schemas import (
     BatchDetail,
     BatchPage,
     BatchRead,
+    BudgetSpec,
     GeneratedItemPage,
 )
 from livebatch.db import Database
@@ -56,6 +58,7 @@ STREAMED = (
     BatchPaused,
     BatchResumed,
     BatchRetried,
+    BatchReset,
     Heartbeat,
 )
 # One event of the stream, as schemathesis and the OpenAPI 3.2 `itemSchema` read it; the payloads of `data`
@@ -148,6 +151,18 @@ async def retry_failed(
     batch_id: str, uow: UnitOfWorkDep, user: FacultyUser, limits: LimitsDep, now: ClockDep
 ) -> BatchRead:
     batch = await service.retry_failed(uow, service.parse_batch_id(batch_id), user=user, limits=limits, now=now())
+    return await _committed(uow, batch)
+
+
+@router.put(
+    "/batch/{batch_id}/budget", response_model=BatchRead, responses=error_responses(400, 401, 403, 404, 413, 422)
+)
+async def set_budget(
+    batch_id: str, budget: BudgetSpec, uow: UnitOfWorkDep, user: FacultyUser, limits: LimitsDep, now: ClockDep
+) -> BatchRead:
+    """Sets what the batch may spend before it pauses itself (`{"cost": 5.0}`, `{"tokens": 200000}`, both, or
+    neither to remove the cap). A batch paused because its budget was spent stays paused: resume it after."""
+    batch = await service.set_budget(uow, service.parse_batch_id(batch_id), budget, user=user, limits=limits, now=now())
     return await _committed(uow, batch)
 
 

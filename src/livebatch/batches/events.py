@@ -2,7 +2,10 @@
 
 `batch.paused`, `batch.resumed` and `batch.retried` go beyond the brief: the brief's `batch.progress`
 carries no status, and the page must show a pause or a retry as it happens. So does `cancelledItems` in
-`batch.progress`, and `errorKind` in `item.failed`.
+`batch.progress`, and `errorKind` in `item.failed`. Issue 13 adds, and a client that ignores it loses
+nothing: `reason` in `batch.paused` (who or what paused it), the ETA range and the batch's tokens and cost
+in `batch.progress`, and `batch.reset`, which is never logged: a stream sends it when the client's
+`Last-Event-ID` names an event that was pruned from the log.
 """
 
 from __future__ import annotations
@@ -71,10 +74,18 @@ class BatchComplete(BatchEvent):
     total_duration_ms: int
 
 
+PauseReason = Literal["user", "budget_reached", "error_rate"]
+
+
 class BatchPaused(BatchEvent):
+    """`batch.paused`: no new item starts; `reason` says why: `user` (someone pressed Pause), or one of
+    the batch's guards, `budget_reached` or `error_rate` (batches/guards.py). Logged before issue 13
+    without a reason: those were all `user`."""
+
     name: ClassVar[str] = "batch.paused"
     batch_id: str
     paused_at: str
+    reason: PauseReason = "user"
 
 
 class BatchResumed(BatchEvent):
@@ -92,11 +103,27 @@ class BatchRetried(BatchEvent):
     retried_at: str
 
 
+class BatchReset(BatchEvent):
+    """`batch.reset`: the events after the client's `Last-Event-ID` are no longer in the log (an operator
+    pruned it, `livebatch prune`), so they cannot be replayed. Not logged: its id is where the stream goes
+    on from (`lastEventId`), and a fresh `batch.progress` follows. A client should drop what it holds of
+    the batch and read it again (`GET /api/v1/generation/batch/{batchId}`)."""
+
+    name: ClassVar[str] = "batch.reset"
+    batch_id: str
+    last_event_id: int
+    pruned_through: int
+    reason: Literal["pruned"] = "pruned"
+
+
 class BatchProgressSnapshot(WireModel):
     """`batch.progress`: derived, never logged; sent on connect, coalesced, and before `batch.complete`.
 
     `cancelledItems` goes beyond the brief, whose four counts have no place for the items a cancel
-    stopped: completed + failed + in progress + pending + cancelled = total in every snapshot."""
+    stopped: completed + failed + in progress + pending + cancelled = total in every snapshot. So do the
+    fields after `throughputRate` (issue 13): the ETA's 10th-90th percentile range (null before the first
+    completion), and the tokens and cost of every attempt recorded so far, failed ones included (`cost` is
+    null while any attempt's model has no price: unknown, never 0). They are sent as null, never left out."""
 
     name: ClassVar[str] = "batch.progress"
     batch_id: str
@@ -109,6 +136,14 @@ class BatchProgressSnapshot(WireModel):
     percentage: int
     estimated_time_remaining_ms: int
     throughput_rate: float
+    estimated_time_remaining_range_ms: list[int] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    currency: str = "USD"
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
 
 
 class Heartbeat(WireModel):

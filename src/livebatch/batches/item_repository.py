@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, func, insert, select, tuple_, update
+from sqlalchemy import BigInteger, Integer, and_, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livebatch.batches.accounting import Charge
 from livebatch.batches.events import ErrorKind
 from livebatch.batches.models import Batch, Item
 from livebatch.batches.status import ACTIVE, OPEN_ITEMS, WORKING, ItemStatus
@@ -127,10 +128,45 @@ async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lea
     return attempt
 
 
+# What an attempt's usage adds to its item, built once: the statement every attempt runs gets these
+# expressions, and their values as parameters (`_usage_params`), rather than new expressions each time.
+_ADD_USAGE = {
+    "prompt_tokens": _c.prompt_tokens + bindparam("used_prompt_tokens", type_=Integer()),
+    "completion_tokens": _c.completion_tokens + bindparam("used_completion_tokens", type_=Integer()),
+    "cost_nanos": _c.cost_nanos + bindparam("used_cost_nanos", type_=BigInteger()),
+    "unpriced_attempts": _c.unpriced_attempts + bindparam("used_unpriced", type_=Integer()),
+    "usage_attempt": bindparam("used_attempt", type_=Integer()),
+}
+
+
+def _usage(charge: Charge | None) -> dict[str, Any]:
+    """The usage columns to set when an attempt that used `charge` ends (none without a charge)."""
+    return {} if charge is None else _ADD_USAGE
+
+
+def _usage_params(charge: Charge | None, attempt: int) -> dict[str, Any]:
+    if charge is None:
+        return {}
+    return {
+        "used_prompt_tokens": charge.prompt_tokens,
+        "used_completion_tokens": charge.completion_tokens,
+        "used_cost_nanos": charge.cost_nanos or 0,
+        "used_unpriced": charge.unpriced,
+        "used_attempt": attempt,
+    }
+
+
 async def record_completion(
-    session: AsyncSession, item_id: UUID, attempt: int, *, generation_id: UUID, duration_ms: int, now: datetime
+    session: AsyncSession,
+    item_id: UUID,
+    attempt: int,
+    *,
+    generation_id: UUID,
+    duration_ms: int,
+    now: datetime,
+    charge: Charge | None = None,
 ) -> bool:
-    """Ends the attempt as completed; False when that attempt no longer holds the item."""
+    """Ends the attempt as completed, adding what it used; False when that attempt no longer holds the item."""
     return await _finish_attempt(
         session,
         item_id,
@@ -140,7 +176,17 @@ async def record_completion(
         duration_ms=duration_ms,
         finished_at=now,
         will_retry=False,
+        params=_usage_params(charge, attempt),
+        **_usage(charge),
     )
+
+
+async def add_usage_of_discarded(session: AsyncSession, item_id: UUID, attempt: int, charge: Charge) -> bool:
+    """Adds what an attempt used whose outcome was discarded (its batch was cancelled or failed meanwhile, or
+    its lease had expired): the tokens were spent all the same. False when that attempt's usage was already
+    added (a second recording of it), or when the item was claimed again since."""
+    stmt = update(ITEMS).where(_c.id == item_id, _c.usage_attempt < attempt).values(**_usage(charge))
+    return _rowcount(await session.execute(stmt, _usage_params(charge, attempt))) == 1
 
 
 async def record_failure(
@@ -153,28 +199,42 @@ async def record_failure(
     retry_at: datetime | None,
     now: datetime,
     lease_expired_before: datetime | None = None,
+    charge: Charge | None = None,
 ) -> bool:
-    """Ends the attempt as failed: pending again, due at `retry_at`, or failed for good when None. False
-    when that attempt no longer holds the item; with `lease_expired_before`, also when its lease had not
-    expired by then (the sweeper's own condition)."""
+    """Ends the attempt as failed, adding what it used: pending again, due at `retry_at`, or failed for good
+    when None. False when that attempt no longer holds the item; with `lease_expired_before`, also when its
+    lease had not expired by then (the sweeper's own condition)."""
     values: dict[str, Any] = {"last_error": message, "last_error_kind": kind, "will_retry": retry_at is not None}
+    values |= _usage(charge)
     if retry_at is not None:
         values |= {"status": PENDING, "next_attempt_at": retry_at, "dispatched_at": None}
     else:
         values |= {"status": ItemStatus.failed}
     return await _finish_attempt(
-        session, item_id, attempt, finished_at=now, expired_before=lease_expired_before, **values
+        session,
+        item_id,
+        attempt,
+        finished_at=now,
+        expired_before=lease_expired_before,
+        params=_usage_params(charge, attempt),
+        **values,
     )
 
 
 async def _finish_attempt(
-    session: AsyncSession, item_id: UUID, attempt: int, *, expired_before: datetime | None = None, **values: object
+    session: AsyncSession,
+    item_id: UUID,
+    attempt: int,
+    *,
+    expired_before: datetime | None = None,
+    params: dict[str, Any] | None = None,
+    **values: object,
 ) -> bool:
     conditions = [_c.id == item_id, _c.status == IN_PROGRESS, _c.attempts == attempt]
     if expired_before is not None:
         conditions.append(_c.lease_expires_at < expired_before)
     stmt = update(ITEMS).where(*conditions).values(lease_expires_at=None, **values)
-    return _rowcount(await session.execute(stmt)) == 1
+    return _rowcount(await session.execute(stmt, params or {})) == 1
 
 
 async def renew_leases(session: AsyncSession, attempts: Sequence[tuple[UUID, int]], *, until: datetime) -> int:
@@ -225,6 +285,7 @@ async def requeue_failed_items(session: AsyncSession, batch_id: UUID, *, now: da
             last_error=None,
             last_error_kind=None,
             will_retry=False,
+            usage_attempt=0,  # attempts count from 1 again: so does the fence of their usage
         )
     )
     return _rowcount(await session.execute(stmt))

@@ -1,5 +1,6 @@
 """The steps every change of a batch is made of, shared by the faculty's commands (service.py) and the
-workers' results (work.py): append the event, keep the dispatch window full, end the batch.
+workers' results (work.py): append the event, keep the dispatch window full, count an attempt's usage,
+pause the batch (by hand, or by one of its guards), end the batch.
 
 Each step changes the batch row and its counters in the caller's unit of work, under the batch's lock;
 the snapshot that travels with an event is read from those counters, so it is exactly as of that event.
@@ -11,11 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from livebatch.batches import item_repository, progress
-from livebatch.batches.events import BatchComplete, BatchEvent, BatchProgressSnapshot, ErrorKind, ItemFailed
+from livebatch.batches import guards, item_repository, progress
+from livebatch.batches.accounting import Charge, Totals
+from livebatch.batches.events import (
+    BatchComplete,
+    BatchEvent,
+    BatchPaused,
+    BatchProgressSnapshot,
+    ErrorKind,
+    ItemFailed,
+    PauseReason,
+)
 from livebatch.batches.models import Batch
 from livebatch.batches.retry import RetryPolicy
 from livebatch.batches.status import WORKING, BatchStatus
+from livebatch.clock import iso
 from livebatch.events import log
 from livebatch.uow import UnitOfWork
 
@@ -31,12 +42,24 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Why an attempt failed; a `fatal` one (a rejected API key) fails the whole batch at once."""
+    """Why an attempt failed; a `fatal` one (a rejected API key) fails the whole batch at once. `charge`:
+    what the attempt used, when the provider answered at all (a reply that broke a rule cost tokens too)."""
 
     kind: ErrorKind
     message: str
     fatal: bool = False
     retry_after_ms: int | None = None
+    charge: Charge | None = None
+
+
+def totals_of(batch: Batch) -> Totals:
+    return Totals(
+        prompt_tokens=batch.prompt_tokens,
+        completion_tokens=batch.completion_tokens,
+        cost_nanos=batch.cost_nanos,
+        unpriced_attempts=batch.unpriced_attempts,
+        currency=batch.currency,
+    )
 
 
 def snapshot_of(batch: Batch) -> BatchProgressSnapshot:
@@ -52,6 +75,7 @@ def snapshot_of(batch: Batch) -> BatchProgressSnapshot:
         concurrency=batch.concurrency,
         item_prior_ms=batch.item_prior_ms,
         finished=batch.status.is_terminal,
+        usage=totals_of(batch),
     )
 
 
@@ -74,6 +98,59 @@ def stop_clock(batch: Batch, now: datetime) -> None:
     batch.running_since = None
 
 
+def add_charge(batch: Batch, charge: Charge | None) -> None:
+    """Adds what one attempt used to the batch's counters."""
+    if charge is None:
+        return
+    batch.prompt_tokens += charge.prompt_tokens
+    batch.completion_tokens += charge.completion_tokens
+    if charge.cost_nanos is None:
+        batch.unpriced_attempts += 1
+    else:
+        batch.cost_nanos += charge.cost_nanos
+
+
+async def add_discarded(uow: UnitOfWork, batch: Batch, attempt: Attempt, charge: Charge | None) -> None:
+    """An attempt whose outcome no longer counts (its batch was cancelled or failed meanwhile) still spent
+    its tokens: they go to its item and its batch, once."""
+    if charge is not None and await item_repository.add_usage_of_discarded(
+        uow.session, attempt.item_id, attempt.number, charge
+    ):
+        add_charge(batch, charge)
+
+
+def count_attempt(batch: Batch, charge: Charge | None, *, failed: bool) -> None:
+    """An attempt's outcome was recorded: its usage, and its outcome in the error-rate guard's window."""
+    add_charge(batch, charge)
+    if guards.error_rate_guard_on(batch.config):
+        batch.recent_outcomes = guards.record_outcome(batch.recent_outcomes, failed=failed)
+
+
+def tripped(batch: Batch) -> PauseReason | None:
+    """The guard that must pause the batch now, if any (guards.py)."""
+    return guards.trip(
+        guards.Budget.of(batch.config),
+        tokens=batch.prompt_tokens + batch.completion_tokens,
+        cost_nanos=batch.cost_nanos,
+        window=batch.recent_outcomes,
+        error_rate_guard=guards.error_rate_guard_on(batch.config),
+    )
+
+
+def rearm(batch: Batch) -> None:
+    """The batch runs again by someone's decision: its error-rate guard starts from an empty window."""
+    batch.recent_outcomes = ""
+    batch.pause_reason = None
+
+
+async def pause(uow: UnitOfWork, batch: Batch, reason: PauseReason, *, now: datetime) -> None:
+    """No new item starts; those in flight finish and are recorded. `reason`: who or what paused it."""
+    stop_clock(batch, now)
+    batch.status = BatchStatus.paused
+    batch.pause_reason = reason
+    await append(uow, batch, BatchPaused(batch_id=str(batch.id), paused_at=iso(now), reason=reason), now=now)
+
+
 async def finish(uow: UnitOfWork, batch: Batch, status: BatchStatus, *, now: datetime) -> None:
     stop_clock(batch, now)
     batch.status = status
@@ -91,7 +168,8 @@ async def finish(uow: UnitOfWork, batch: Batch, status: BatchStatus, *, now: dat
 
 
 async def after_item(uow: UnitOfWork, batch: Batch, *, now: datetime) -> None:
-    """After an item finished an attempt: end the batch if nothing is left, else keep the window full."""
+    """After an item finished an attempt: end the batch if nothing is left; else pause it if a guard trips
+    (in-flight attempts finish and are recorded; nothing new starts); else keep the window full."""
     if batch.status.is_terminal:
         return
     if batch.pending_items == 0 and batch.in_progress_items == 0:
@@ -104,7 +182,11 @@ async def after_item(uow: UnitOfWork, batch: Batch, *, now: datetime) -> None:
             status = BatchStatus.completed_with_errors
         await finish(uow, batch, status, now=now)
     elif batch.status in WORKING:
-        await dispatch(uow, batch, 1, now=now)
+        reason = tripped(batch)
+        if reason is not None:
+            await pause(uow, batch, reason, now=now)
+        else:
+            await dispatch(uow, batch, 1, now=now)
 
 
 async def fail_attempt(
@@ -133,12 +215,15 @@ async def fail_attempt(
         retry_at=retry_at,
         now=now,
         lease_expired_before=expired_before,
+        charge=failure.charge,
     )
     if not recorded:
+        await add_discarded(uow, batch, attempt, failure.charge)
         return False
     batch.in_progress_items -= 1
     if not will_retry:
         batch.failed_items += 1
+    count_attempt(batch, failure.charge, failed=True)
     await append(uow, batch, _failed_event(attempt, failure.kind, failure.message, will_retry), now=now)
     if failure.fatal and not batch.status.is_terminal:
         await _fail_batch(uow, batch, failure, now=now)

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from livebatch.batches.status import BatchStatus, ItemStatus
@@ -27,7 +27,8 @@ class Batch(Base):
     The counters, `last_seq` and the completion window change together, in the transaction that appends
     the event describing the change, so a snapshot is read from this one row (no scan of the items).
     Time spent paused is kept out of throughput by an "active clock": `active_ms` accumulated before
-    `running_since`, plus the time since it while running.
+    `running_since`, plus the time since it while running. The usage counters (tokens, cost, attempts of
+    unknown cost) and the error-rate guard's window change in the transaction that records an attempt.
     """
 
     __tablename__ = "batch_jobs"
@@ -55,6 +56,18 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # Usage of every recorded attempt (accounting.py): cost in nano-units of `currency`, of the priced ones.
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    unpriced_attempts: Mapped[int] = mapped_column(default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    # Why it is paused (guards.py): user, budget_reached or error_rate; None while not paused.
+    pause_reason: Mapped[str | None] = mapped_column(String(16))
+    # Outcomes of the last attempts since the error-rate guard was armed, oldest first ("." ok, "x" failed).
+    recent_outcomes: Mapped[str] = mapped_column(String(32), default="")
+    # Events up to this seq were pruned from the log (`livebatch prune`): a resume from before it is reset.
+    pruned_through: Mapped[int] = mapped_column(default=0)
 
     @property
     def pending_items(self) -> int:
@@ -90,6 +103,13 @@ class Item(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_kind: Mapped[str | None] = mapped_column(String(16))
     will_retry: Mapped[bool] = mapped_column(default=False)
+    # Usage of its attempts, failed ones included (accounting.py); `usage_attempt` is the last attempt whose
+    # usage was added, so that a late or repeated recording of one attempt never counts it twice.
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)
+    cost_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    unpriced_attempts: Mapped[int] = mapped_column(default=0)
+    usage_attempt: Mapped[int] = mapped_column(default=0)
 
 
 class GeneratedItem(Base):

@@ -16,6 +16,9 @@ keeps a snapshot a pure function of the batch row: every stream and a page refre
 figures, and the page counts the ETA down between snapshots. With the brief's numbers, 10 completions
 16.67 s apart give 3.6 items/min, and 7 items left take 116 667 ms; before any completion, 20 items at
 a concurrency of 4 and 30 s an item take 150 000 ms.
+
+Beside the point ETA the snapshot carries its range, [low, high] (eta_range.py), and the batch's usage:
+tokens and cost of every recorded attempt (accounting.py), read from counters on the row like the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from livebatch.batches.accounting import Totals
+from livebatch.batches.eta_range import eta_range_ms
 from livebatch.batches.events import BatchProgressSnapshot
 
 WINDOW = 10
@@ -94,9 +99,12 @@ def snapshot(
     concurrency: int,
     item_prior_ms: int,
     finished: bool,
+    usage: Totals = Totals(),  # noqa: B008 (frozen: one shared instance is fine)
 ) -> BatchProgressSnapshot:
     """The batch's figures; `finished`: it is over, so nothing left will run (until a retry)."""
     left = 0 if finished else pending + in_progress
+    eta = estimate_ms(left, window, concurrency=concurrency, item_prior_ms=item_prior_ms)
+    eta_range = eta_range_ms(left, window, point_ms=eta)
     return BatchProgressSnapshot(
         batch_id=batch_id,
         total_items=total,
@@ -106,6 +114,11 @@ def snapshot(
         pending_items=pending,
         cancelled_items=cancelled,
         percentage=percentage(completed, total),
-        estimated_time_remaining_ms=estimate_ms(left, window, concurrency=concurrency, item_prior_ms=item_prior_ms),
+        estimated_time_remaining_ms=eta,
         throughput_rate=round(throughput_per_minute(window), 2),
+        estimated_time_remaining_range_ms=None if eta_range is None else list(eta_range),
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost=usage.cost,
+        currency=usage.currency,
     )

@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict
 
 Label = Literal["A", "B", "C", "D", "E"]
 Difficulty = Literal["easy", "medium", "hard"]
@@ -22,14 +21,6 @@ LABELS: tuple[Label, ...] = ("A", "B", "C", "D", "E")
 STEM_CHARS = (20, 1000)
 OPTION_CHARS = (1, 160)
 EXPLANATION_CHARS = (20, 800)
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Tokens one request cost, as the server reported them."""
-
-    prompt_tokens: int
-    completion_tokens: int
 
 
 class Option(BaseModel):
@@ -49,17 +40,6 @@ class Question(BaseModel):
     answer: Label
     explanation: str
     difficulty: Difficulty
-
-    # Not part of the item: what writing it cost, carried from the provider to whoever records the outcome.
-    _usage: Usage | None = PrivateAttr(default=None)
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._usage
-
-    def with_usage(self, usage: Usage | None) -> Question:
-        self._usage = usage
-        return self
 
 
 def _text(bounds: tuple[int, int]) -> dict[str, Any]:

@@ -77,8 +77,8 @@ async def batches_before(
 
 async def generated_page(session: AsyncSession, batch: Batch, *, after_index: int, limit: int) -> GeneratedItemPage:
     rows = await repository.generated_page(session, batch.id, after_index=after_index, limit=limit + 1)
-    items = [GeneratedItemRead.of(g) for g in rows[:limit]]
-    return GeneratedItemPage(items=items, next_cursor=rows[limit - 1].idx if len(rows) > limit else None)
+    items = [GeneratedItemRead.of(g, item, currency=batch.currency) for g, item in rows[:limit]]
+    return GeneratedItemPage(items=items, next_cursor=rows[limit - 1][0].idx if len(rows) > limit else None)
 
 
 async def answer_keys_of(session: AsyncSession, batch: Batch) -> dict[Label, int]:

@@ -12,8 +12,8 @@ from uuid import UUID
 from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livebatch.batches.models import Batch, GeneratedItem
-from livebatch.batches.status import ACTIVE, BatchStatus, ItemStatus
+from livebatch.batches.models import Batch, GeneratedItem, Item
+from livebatch.batches.status import ACTIVE, TERMINAL, BatchStatus, ItemStatus
 from livebatch.db import Base
 
 GENERATED = Base.metadata.tables["generated_items"]
@@ -41,6 +41,7 @@ async def add_batch(
     item_prior_ms: int,
     total_items: int,
     now: datetime,
+    currency: str = "USD",
 ) -> Batch:
     batch = Batch(
         owner_id=owner_id,
@@ -51,6 +52,7 @@ async def add_batch(
         item_prior_ms=item_prior_ms,
         total_items=total_items,
         completion_window=[0],
+        currency=currency,
         created_at=now,
     )
     session.add(batch)
@@ -88,14 +90,18 @@ async def insert_generated(
     await session.execute(insert(GENERATED).values(created_at=now, **values))
 
 
-async def generated_page(session: AsyncSession, batch_id: UUID, *, after_index: int, limit: int) -> list[GeneratedItem]:
+async def generated_page(
+    session: AsyncSession, batch_id: UUID, *, after_index: int, limit: int
+) -> list[tuple[GeneratedItem, Item]]:
+    """Generated items after `after_index`, each with its item row (what its attempts used)."""
     stmt = (
-        select(GeneratedItem)
+        select(GeneratedItem, Item)
+        .join(Item, Item.id == GeneratedItem.item_id)
         .where(GeneratedItem.batch_id == batch_id, GeneratedItem.idx > after_index)
         .order_by(GeneratedItem.idx)
         .limit(limit)
     )
-    return list((await session.execute(stmt)).scalars())
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
 
 
 async def count_answer_keys(session: AsyncSession, batch_id: UUID) -> dict[str, int]:
@@ -136,3 +142,18 @@ async def items_of_all_batches(session: AsyncSession) -> dict[ItemStatus, int]:
 async def count_batches_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Batch.status, func.count()).group_by(Batch.status))
     return {str(status): int(n) for status, n in rows.all()}
+
+
+async def prunable_batches(session: AsyncSession, *, finished_before: datetime, limit: int) -> list[UUID]:
+    """Finished batches that ended before `finished_before` and whose log holds more than its last event."""
+    stmt = (
+        select(Batch.id)
+        .where(
+            Batch.status.in_(TERMINAL),
+            Batch.completed_at < finished_before,
+            Batch.pruned_through < Batch.last_seq - 1,
+        )
+        .order_by(Batch.completed_at, Batch.id)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())

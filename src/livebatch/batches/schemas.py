@@ -2,7 +2,8 @@
 
 The batch resource keeps the field names of the brief's `MOCK_BATCH_JOB` fixture (`total_items`,
 `started_at`, with its camelCase `config`); what the issue adds (`snapshot`, `items`, `lastEventId`) is
-camelCase like the stream's payloads.
+camelCase like the stream's payloads. Issue 13 adds, in the same way: `budget` and `errorRateGuard` in
+`config`, `pauseReason` and `guards` in the batch, and each generated item's tokens and cost.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, WireModel
+from livebatch.batches.accounting import to_units
+from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, PauseReason, WireModel
+from livebatch.batches.guards import ERROR_WINDOW, Budget, recent_failures
 from livebatch.batches.models import Batch, GeneratedItem, Item
 from livebatch.batches.questions import LABELS, Difficulty, Label, Option, Question
 from livebatch.batches.status import Action, BatchStatus, ItemStatus, allowed_actions
@@ -40,6 +43,17 @@ class DifficultyDistribution(BaseModel):
         return self
 
 
+class BudgetSpec(BaseModel):
+    """What a batch may spend before it pauses itself (`budget_reached`): a cost in the server's currency
+    (`LIVEBATCH_CURRENCY`), a number of tokens (prompt and completion together), or both; null: no cap.
+    Also the body of `PUT /api/v1/generation/batch/{batchId}/budget`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    cost: float | None = Field(default=None, gt=0, le=1_000_000, allow_inf_nan=False, description="Cost cap")
+    tokens: int | None = Field(default=None, ge=1, le=10**12, description="Token cap")
+
+
 class BatchCreate(BaseModel):
     """`POST /api/v1/generation/batch`; the same shape is kept as the batch's `config`."""
 
@@ -49,6 +63,32 @@ class BatchCreate(BaseModel):
     target_count: int = Field(ge=1)
     question_type: QuestionType = "single-best-answer"
     difficulty_distribution: DifficultyDistribution
+    budget: BudgetSpec | None = Field(default=None, description="Pause the batch once it has spent this")
+    error_rate_guard: bool = Field(
+        default=True, description="Pause the batch when more than half of its last 20 attempts failed"
+    )
+
+
+class GuardsRead(WireModel):
+    """What the batch's guards see now (batches/guards.py): whether its budget is spent, and the outcomes of its
+    last attempts since the error-rate guard was armed (the guard pauses it at more than half of the window)."""
+
+    budget_reached: bool
+    recent_attempts: int
+    recent_failures: int
+    error_window: int
+
+    @classmethod
+    def of(cls, batch: Batch) -> GuardsRead:
+        budget = Budget.of(batch.config)
+        return cls(
+            budget_reached=budget.reached(
+                tokens=batch.prompt_tokens + batch.completion_tokens, cost_nanos=batch.cost_nanos
+            ),
+            recent_attempts=len(batch.recent_outcomes),
+            recent_failures=recent_failures(batch.recent_outcomes),
+            error_window=ERROR_WINDOW,
+        )
 
 
 class CourseRead(BaseModel):
@@ -75,6 +115,10 @@ class BatchRead(BaseModel):
     allowed_actions: list[Action] = Field(
         serialization_alias="allowedActions", description="The controls its status allows, as endpoint names"
     )
+    pause_reason: PauseReason | None = Field(
+        default=None, serialization_alias="pauseReason", description="Why it is paused; null unless paused"
+    )
+    guards: GuardsRead | None = Field(default=None, description="What its budget and error-rate guards see")
 
     @classmethod
     def of(cls, batch: Batch, course: Course | None, snapshot: BatchProgressSnapshot) -> BatchRead:
@@ -98,6 +142,8 @@ class BatchRead(BaseModel):
             status_label=batch.status.label,
             finished=batch.status.is_terminal,
             allowed_actions=list(allowed_actions(batch.status)),
+            pause_reason=batch.pause_reason if batch.status == BatchStatus.paused else None,  # type: ignore[arg-type]
+            guards=GuardsRead.of(batch),
         )
 
 
@@ -180,6 +226,9 @@ class BatchPage(BaseModel):
 
 
 class GeneratedItemRead(WireModel):
+    """A generated item, and what generating it used: the tokens and cost of all of its attempts, failed ones
+    included (`cost` null when one of them had no price)."""
+
     generation_id: str
     item_id: str
     item_index: int
@@ -189,9 +238,16 @@ class GeneratedItemRead(WireModel):
     answer: str
     explanation: str
     created_at: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    currency: str = "USD"
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)  # an unknown cost is null, never left out
 
     @classmethod
-    def of(cls, generated: GeneratedItem) -> GeneratedItemRead:
+    def of(cls, generated: GeneratedItem, item: Item, *, currency: str) -> GeneratedItemRead:
         question = Question.model_validate(generated.content)
         return cls(
             generation_id=str(generated.id),
@@ -202,6 +258,10 @@ class GeneratedItemRead(WireModel):
             options=question.options,
             answer=question.answer,
             explanation=question.explanation,
+            prompt_tokens=item.prompt_tokens,
+            completion_tokens=item.completion_tokens,
+            cost=None if item.unpriced_attempts else to_units(item.cost_nanos),
+            currency=currency,
             created_at=iso(generated.created_at),
         )
 

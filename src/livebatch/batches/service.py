@@ -1,4 +1,4 @@
-"""The faculty's commands: create a batch, pause, resume, cancel, retry what failed.
+"""The faculty's commands: create a batch, pause, resume, cancel, retry what failed, change its budget.
 
 Each checks the rules (status.py holds which command each status allows), changes rows, appends the
 event and dispatches work in the caller's unit of work; the caller commits. Work is dispatched in a
@@ -14,10 +14,11 @@ from datetime import datetime
 from uuid import UUID
 
 from livebatch.batches import item_repository, repository
-from livebatch.batches.events import BatchPaused, BatchResumed, BatchRetried
-from livebatch.batches.lifecycle import append, dispatch, finish, stop_clock
+from livebatch.batches.events import BatchResumed, BatchRetried
+from livebatch.batches.guards import Budget
+from livebatch.batches.lifecycle import append, dispatch, finish, pause, rearm
 from livebatch.batches.models import Batch
-from livebatch.batches.schemas import BatchCreate, DifficultyDistribution
+from livebatch.batches.schemas import BatchCreate, BudgetSpec, DifficultyDistribution
 from livebatch.batches.status import Action, BatchStatus, refusal
 from livebatch.clock import iso
 from livebatch.courses import repository as courses
@@ -44,6 +45,10 @@ class TooManyActiveBatches(TooManyRequests):
     code = "TOO_MANY_BATCHES"
 
 
+class BudgetReached(Conflict):
+    code = "BUDGET_REACHED"
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """What a new batch gets from the settings: the caps it is checked against, its concurrency, and the
@@ -53,6 +58,9 @@ class Limits:
     max_active_batches: int = 5
     concurrency: int = 4
     item_prior_ms: int = 1500
+    currency: str = "USD"  # of the prices, so of a batch's cost and of its cost budget
+    model: str = "offline"  # what the provider's attempts are priced as
+    priced: bool = False  # whether the price table has that model: a cost budget needs it
 
 
 def parse_batch_id(raw: str) -> UUID:
@@ -87,6 +95,7 @@ async def create_batch(uow: UnitOfWork, spec: BatchCreate, *, owner: User, limit
         raise BadRequest(f"targetCount must be at most {limits.max_target_count}, not {spec.target_count}.")
     if await courses.get_course(session, spec.course_id) is None:
         raise BadRequest(f"Course {spec.course_id!r} does not exist.")
+    _check_budget(spec.budget, limits)
     if await repository.count_active_batches(session, owner.id) >= limits.max_active_batches:
         raise TooManyActiveBatches(
             f"You already have {limits.max_active_batches} batches queued, running or paused; "
@@ -100,6 +109,7 @@ async def create_batch(uow: UnitOfWork, spec: BatchCreate, *, owner: User, limit
         concurrency=limits.concurrency,
         item_prior_ms=limits.item_prior_ms,
         total_items=spec.target_count,
+        currency=limits.currency,
         now=now,
     )
     difficulties = assign_difficulties(spec.target_count, spec.difficulty_distribution)
@@ -110,14 +120,14 @@ async def create_batch(uow: UnitOfWork, spec: BatchCreate, *, owner: User, limit
 
 async def pause_batch(uow: UnitOfWork, batch_id: UUID, *, user: User, now: datetime) -> Batch:
     batch = await _lock_for(uow, batch_id, user, Action.pause)
-    stop_clock(batch, now)
-    batch.status = BatchStatus.paused
-    await append(uow, batch, BatchPaused(batch_id=str(batch.id), paused_at=iso(now)), now=now)
+    await pause(uow, batch, "user", now=now)
     return batch
 
 
 async def resume_batch(uow: UnitOfWork, batch_id: UUID, *, user: User, now: datetime) -> Batch:
     batch = await _lock_for(uow, batch_id, user, Action.resume)
+    _refuse_if_spent(batch, "resuming")
+    rearm(batch)
     if batch.started_at is not None:
         batch.status = BatchStatus.running
         batch.running_since = now
@@ -143,6 +153,8 @@ async def retry_failed(uow: UnitOfWork, batch_id: UUID, *, user: User, limits: L
     batch = await _lock_for(uow, batch_id, user, Action.retry_failed)
     if await repository.count_active_batches(uow.session, user.id) >= limits.max_active_batches:
         raise TooManyActiveBatches(f"You already have {limits.max_active_batches} active batches.")
+    _refuse_if_spent(batch, "retrying its failed items")
+    rearm(batch)
     await item_repository.requeue_failed_items(uow.session, batch.id, now=now)
     retried = batch.failed_items + batch.pending_items
     batch.failed_items = 0
@@ -154,6 +166,39 @@ async def retry_failed(uow: UnitOfWork, batch_id: UUID, *, user: User, limits: L
     await item_repository.clear_dispatches(uow.session, batch.id)
     await dispatch(uow, batch, batch.concurrency, now=now)
     return batch
+
+
+async def set_budget(
+    uow: UnitOfWork, batch_id: UUID, budget: BudgetSpec, *, user: User, limits: Limits, now: datetime
+) -> Batch:
+    """Sets (raises, lowers, removes) the batch's budget, in any status; a batch paused because its budget was
+    spent stays paused until someone resumes it. `now` is unused: a budget change is not an event."""
+    batch = await repository.lock_batch(uow.session, batch_id)
+    if batch is None:
+        raise BatchNotFound(batch_id)
+    if batch.owner_id != user.id:
+        raise NotBatchOwner()
+    _check_budget(budget, limits)
+    capped = budget.cost is not None or budget.tokens is not None
+    # A new dict: the JSON column is not watched for changes in place.
+    batch.config = {**batch.config, "budget": budget.model_dump() if capped else None}
+    return batch
+
+
+def _check_budget(budget: BudgetSpec | None, limits: Limits) -> None:
+    if budget is not None and budget.cost is not None and not limits.priced:
+        raise BadRequest(
+            f"budget.cost needs a price for model {limits.model!r} in LIVEBATCH_PRICES, or the cost could not be "
+            "counted; give budget.tokens instead."
+        )
+
+
+def _refuse_if_spent(batch: Batch, doing: str) -> None:
+    budget = Budget.of(batch.config)
+    if budget.reached(tokens=batch.prompt_tokens + batch.completion_tokens, cost_nanos=batch.cost_nanos):
+        raise BudgetReached(
+            f"The batch's budget ({budget.describe(batch.currency)}) is spent; raise it before {doing}."
+        )
 
 
 async def _lock_for(uow: UnitOfWork, batch_id: UUID, user: User, action: Action) -> Batch:

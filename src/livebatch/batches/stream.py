@@ -3,16 +3,19 @@
 A new connection gets a `batch.progress` snapshot first, then live events from the bus. One that resumes
 from `Last-Event-ID` (header) or `?lastEventId=` (first load of the page) gets every logged event after it
 exactly once, then a fresh snapshot, then live events. The SSE `id` is the event's per-batch seq, and a
-snapshot describes exactly the events up to its id, so that a client may add the item events after it
-onto it. The batch row read on connect is as of its last event: a stream that resumes from an older one
-sends no snapshot before its replay, as that row would be newer than its id and the replayed events
-would be counted twice. (The snapshot right before `batch.complete` describes the batch with it, under
-the id of the event before: a client that drops between the two still gets `batch.complete` on
-reconnect.) A stream never polls: it reads the log on connect, and again only when the bus says it may
-have missed something (a hole in the seqs, or `RESYNC` after a lost peer connection). `batch.progress` is
-coalesced to one per `progress_interval_ms`: once due, it goes out with the next item event, in the same
-write, or alone when none has come for another interval; it is always sent right before `batch.complete`,
-after which the stream ends; a client that has seen it gets `204` on reconnect.
+snapshot describes exactly the events up to its id, so that a client may add the item events after it onto
+it. The batch row read on connect is as of its last event: a stream that resumes from an older one sends no
+snapshot before its replay, as that row would be newer than its id and the replayed events would be counted
+twice. (The snapshot right before `batch.complete` describes the batch with it, under the id of the event
+before: a client that drops between the two still gets `batch.complete` on reconnect.) A client that resumes
+from an event pruned from the log (`livebatch prune`) cannot be given what it missed: it gets `batch.reset`,
+whose id is where the stream goes on from, and a fresh snapshot (for a finished batch: the snapshot and
+`batch.complete`), never a silent gap. A stream never polls: it reads the log on connect, and again only
+when the bus says it may have missed something (a hole in the seqs, or `RESYNC` after a lost peer
+connection). `batch.progress` is coalesced to one per `progress_interval_ms`: once due, it goes out with the
+next item event, in the same write, or alone when none has come for another interval; it is always sent
+right before `batch.complete`, after which the stream ends; a client that has seen it gets `204` on
+reconnect.
 The SSE transport (cut-offs, shutdown) is events/transport.py; this module is the protocol.
 """
 
@@ -31,7 +34,7 @@ from sse_starlette import ServerSentEvent
 from starlette.responses import Response
 
 from livebatch.batches import reads
-from livebatch.batches.events import BatchComplete, BatchProgressSnapshot, Heartbeat
+from livebatch.batches.events import BatchComplete, BatchProgressSnapshot, BatchReset, Heartbeat
 from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.models import Batch
 from livebatch.batches.service import parse_batch_id
@@ -49,7 +52,7 @@ from livebatch.users.models import User
 RETRY_MS = 2000  # how long EventSource waits before reconnecting
 REPLAY_PAGE = 1000
 HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
-PROGRESS, COMPLETE = BatchProgressSnapshot.name, BatchComplete.name
+PROGRESS, COMPLETE, RESET = BatchProgressSnapshot.name, BatchComplete.name, BatchReset.name
 _T = TypeVar("_T")
 
 
@@ -266,10 +269,19 @@ class BatchStreams:
     async def _catch_up(self, batch_id: UUID, cursor: Cursor) -> AsyncIterator[Chunk]:
         """Everything in the log after the cursor, and the current snapshot into the cursor (dirty only if
         something was sent). Raises `_Ended` after sending `batch.complete`."""
+        reread = True
         while True:
             batch, events = await _uncancelled(self._read_log(batch_id, cursor.seq))
             if batch is None:
                 return
+            if cursor.seq < batch.pruned_through:
+                yield _reset(batch, cursor)
+                continue
+            if not events and reread and batch.status.is_terminal and cursor.seq < batch.last_seq:
+                # The log was pruned between the row and the events read with it: no notice will come for a
+                # finished batch, so read the row again now.
+                reread = False
+                continue
             if events:
                 cursor.update(snapshot_of(batch).to_json())
             backlog = _Writes()  # a page is one write
@@ -329,6 +341,20 @@ def _progress(cursor: Cursor) -> Chunk:
     cursor.dirty, cursor.sent_progress_at = False, time.monotonic()
     assert cursor.state is not None, "a snapshot is marked dirty only once known"
     return Chunk(frame(PROGRESS, cursor.state, event_id=cursor.seq), (PROGRESS,))
+
+
+def _reset(batch: Batch, cursor: Cursor) -> Chunk:
+    """`batch.reset`: the events after the cursor were pruned. The stream goes on from the batch's last event
+    with a fresh snapshot; for a finished batch, from the event before, so that its `batch.complete` (never
+    pruned) follows with the snapshot."""
+    target = batch.last_seq - 1 if batch.status.is_terminal else batch.last_seq
+    event = BatchReset(batch_id=str(batch.id), last_event_id=target, pruned_through=batch.pruned_through)
+    cursor.seq = target
+    chunk = Chunk(frame(RESET, event.to_json(), event_id=target), (RESET,))
+    if batch.status.is_terminal:
+        return chunk
+    cursor.update(snapshot_of(batch).to_json())
+    return Chunk(chunk.data + _progress(cursor).data, (RESET, PROGRESS))
 
 
 def _final(writes: _Writes, cursor: Cursor, complete: LoggedEvent) -> None:

@@ -13,8 +13,18 @@ from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from livebatch.batches import item_repository, progress, repository
+from livebatch.batches.accounting import Charge
 from livebatch.batches.events import ItemCompleted, ItemStarted
-from livebatch.batches.lifecycle import Attempt, Failure, after_item, append, dispatch, fail_attempt
+from livebatch.batches.lifecycle import (
+    Attempt,
+    Failure,
+    add_discarded,
+    after_item,
+    append,
+    count_attempt,
+    dispatch,
+    fail_attempt,
+)
 from livebatch.batches.questions import Question
 from livebatch.batches.retry import RetryPolicy
 from livebatch.batches.status import WORKING, BatchStatus, ItemStatus
@@ -82,16 +92,26 @@ async def claim_item(uow: UnitOfWork, item_id: UUID, *, now: datetime, lease: ti
     )
 
 
-async def complete_item(uow: UnitOfWork, claim: Claim, question: Question, *, now: datetime) -> bool:
-    """Records the generated item; False when this attempt no longer holds the item (result discarded)."""
+async def complete_item(
+    uow: UnitOfWork, claim: Claim, question: Question, *, now: datetime, charge: Charge | None = None
+) -> bool:
+    """Records the generated item and what its attempt used (`charge`); False when this attempt no longer
+    holds the item (result discarded, its usage counted all the same)."""
     batch = await repository.lock_batch(uow.session, claim.batch_id)
     if batch is None:
         return False
     generation_id = uuid4()
     duration_ms = max(0, round((now - claim.started_at).total_seconds() * 1000))
     if not await item_repository.record_completion(
-        uow.session, claim.item_id, claim.attempt, generation_id=generation_id, duration_ms=duration_ms, now=now
+        uow.session,
+        claim.item_id,
+        claim.attempt,
+        generation_id=generation_id,
+        duration_ms=duration_ms,
+        now=now,
+        charge=charge,
     ):
+        await add_discarded(uow, batch, claim.held, charge)
         return False
     await repository.insert_generated(
         uow.session,
@@ -104,6 +124,7 @@ async def complete_item(uow: UnitOfWork, claim: Claim, question: Question, *, no
     )
     batch.in_progress_items -= 1
     batch.completed_items += 1
+    count_attempt(batch, charge, failed=False)
     clock = progress.active_clock_ms(batch.active_ms, batch.running_since, now)
     batch.completion_window = progress.push_completion(batch.completion_window, clock)
     event = ItemCompleted(

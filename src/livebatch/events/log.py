@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import ForeignKey, String, Text, func, insert, select
+from sqlalchemy import ForeignKey, String, Text, delete, func, insert, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -86,3 +87,10 @@ async def count_events(session: AsyncSession, batch_id: UUID, name: str | None =
     if name is not None:
         stmt = stmt.where(LogEntry.name == name)
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def delete_through(session: AsyncSession, batch_id: UUID, seq: int) -> int:
+    """Deletes the batch's events up to and including `seq` (pruning an old log); how many."""
+    result = await session.execute(delete(LogEntry).where(LogEntry.batch_id == batch_id, LogEntry.seq <= seq))
+    assert isinstance(result, CursorResult)
+    return result.rowcount

@@ -1,7 +1,10 @@
 """The offline provider: realistic latency, occasional failures, well-formed items, no network.
 
 Everything is drawn from a random generator seeded by (batch, item, attempt), so a run can be replayed:
-the same item gets the same question, and the same attempt fails the same way.
+the same item gets the same question, and the same attempt fails the same way. Each answer reports
+plausible usage, priced as the model `offline`: the prompt a real provider would get (about 200 tokens),
+and about a token per four characters of the item written; an attempt that got no answer (a timeout, a
+429, a 503) reports none.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import cast
 
 from livebatch.batches.events import ErrorKind
 from livebatch.batches.questions import LABELS, Difficulty, Option, Question
-from livebatch.generation.providers import GenerationError, ItemRequest
+from livebatch.generation.providers import Generated, GenerationError, ItemRequest, Usage
+
+OFFLINE_MODEL = "offline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +200,13 @@ def compose(request: ItemRequest) -> Question:
     )
 
 
+def usage_of(request: ItemRequest, question: Question) -> Usage:
+    """Plausible token counts for one answer: a prompt of about 200 tokens, a token per 4 characters written."""
+    rng = random.Random(f"{request.batch_id}:{request.item_index}:{request.attempt}:usage")
+    written = len(question.stem) + len(question.explanation) + sum(len(o.text) + 12 for o in question.options)
+    return Usage(prompt_tokens=190 + rng.randint(0, 20), completion_tokens=written // 4 + 40, model=OFFLINE_MODEL)
+
+
 class OfflineProvider:
     name = "offline"
 
@@ -209,7 +221,7 @@ class OfflineProvider:
         self.failure_rate = failure_rate
         self._sleep = sleep  # the latency's only effect; a test can watch it instead of waiting
 
-    async def generate(self, request: ItemRequest) -> Question:
+    async def generate(self, request: ItemRequest) -> Generated:
         rng = random.Random(f"{request.batch_id}:{request.item_index}:{request.attempt}")
         if self.latency_ms:
             await self._sleep(self.latency_ms * rng.uniform(0.5, 1.5) / 1000)
@@ -222,7 +234,7 @@ class OfflineProvider:
             options = list(question.options)
             options[3] = Option(label="D", text=options[1].text)
             question = question.model_copy(update={"options": options})
-        return question
+        return Generated(question, usage_of(request, question))
 
     async def aclose(self) -> None:
         pass

@@ -5,7 +5,8 @@ The SDK's own retries are off (`max_retries=0`): livebatch retries with backoff 
 attempts must be one request, not up to three with minutes of sleep hidden inside (docs/stack-notes.md).
 The one exception is a server that refuses `response_format: json_schema` (llama-cpp-python's server
 answers it with HTTP 500): the provider notices from the error text, asks again at once with
-`json_object` plus the schema, and keeps to that from then on.
+`json_object` plus the schema, and keeps to that from then on. What a request used is read from the answer's
+`usage` and priced as the configured model.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import openai
 import pydantic
 from openai.types.chat import ChatCompletion
 
-from livebatch.batches.questions import Question, Usage, item_schema
-from livebatch.generation.providers import FatalProviderError, GenerationError, ItemRequest
+from livebatch.batches.questions import Question, item_schema
+from livebatch.generation.providers import FatalProviderError, Generated, GenerationError, ItemRequest, Usage
 
 logger = logging.getLogger("livebatch.provider")
 
@@ -110,7 +111,7 @@ class OpenAIProvider:
         self.mode: ResponseMode = "json_schema"  # until the server refuses it
         self.client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
 
-    async def generate(self, request: ItemRequest) -> Question:
+    async def generate(self, request: ItemRequest) -> Generated:
         started = time.perf_counter()
         mode = self.mode
         try:
@@ -156,7 +157,7 @@ class OpenAIProvider:
             raise GenerationError(
                 "validation", f"Validation failed: the answer is not a chat completion ({_first_line(exc)})"
             ) from exc
-        usage, seconds = _usage(completion), time.perf_counter() - started
+        usage, seconds = self._usage(completion), time.perf_counter() - started
         logger.info(
             "item %d attempt %d: %s prompt + %s completion tokens in %.1fs",
             request.item_index,
@@ -175,7 +176,7 @@ class OpenAIProvider:
                 "response_format": mode,
             },
         )
-        return self._question(completion, usage)
+        return Generated(self._question(completion, usage), usage)
 
     async def _create(self, request: ItemRequest, mode: ResponseMode) -> ChatCompletion:
         schema = item_schema(request.difficulty)
@@ -229,16 +230,17 @@ class OpenAIProvider:
             raise GenerationError(
                 "validation", f"Validation failed: output does not match the schema ({_first_line(exc)})", usage=usage
             ) from exc
-        return question.with_usage(usage)
+        return question
+
+    def _usage(self, completion: ChatCompletion) -> Usage | None:
+        """What the request used, priced as the model asked for (a server may name its own differently)."""
+        counted = completion.usage
+        if counted is None:
+            return None
+        return Usage(counted.prompt_tokens, counted.completion_tokens, self.model)
 
     async def aclose(self) -> None:
         await self.client.close()
-
-
-def _usage(completion: ChatCompletion) -> Usage | None:
-    if completion.usage is None:
-        return None
-    return Usage(prompt_tokens=completion.usage.prompt_tokens, completion_tokens=completion.usage.completion_tokens)
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,8 +1,10 @@
 """Generation providers behind one small interface, and the errors they may raise.
 
-A `GenerationError` is one failed attempt. `retryable` ones send the item back to pending (while
-attempts remain); a `FatalProviderError` (a rejected API key) fails the whole batch at once instead of
-after a thousand doomed retries.
+A provider returns the question with what the request used (`Generated`: the question and its `Usage`, or
+None when the server reported none). A `GenerationError` is one failed attempt, with the usage of the
+request when the server answered (a reply that broke the schema used tokens too). `retryable` ones send
+the item back to pending (while attempts remain); a `FatalProviderError` (a rejected API key) fails the
+whole batch at once instead of after a thousand doomed retries.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
+from livebatch.batches.accounting import Usage
 from livebatch.batches.events import ErrorKind
-from livebatch.batches.questions import Question, Usage
+from livebatch.batches.questions import Question
+
+__all__ = ["FatalProviderError", "Generated", "GenerationError", "ItemRequest", "Provider", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +30,14 @@ class ItemRequest:
     difficulty: str
 
 
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """What a provider returns: the question, and the tokens its request used (None: not reported)."""
+
+    question: Question
+    usage: Usage | None = None
+
+
 class GenerationError(Exception):
     retryable = True
 
@@ -35,7 +48,7 @@ class GenerationError(Exception):
         self.kind: ErrorKind = kind
         self.message = message
         self.retry_after_s = retry_after_s
-        self.usage = usage  # tokens the failed attempt cost, when the server answered
+        self.usage = usage  # what the failed request used, when the server answered at all
 
 
 class FatalProviderError(GenerationError):
@@ -45,6 +58,6 @@ class FatalProviderError(GenerationError):
 class Provider(Protocol):
     name: str
 
-    async def generate(self, request: ItemRequest) -> Question: ...
+    async def generate(self, request: ItemRequest) -> Generated: ...
 
     async def aclose(self) -> None: ...

@@ -25,6 +25,7 @@ from uuid import UUID
 from taskiq.api import run_receiver_task
 
 from livebatch.batches import item_repository, work
+from livebatch.batches.accounting import Charge, Usage, charge
 from livebatch.batches.lifecycle import Failure
 from livebatch.batches.questions import Question, rule_broken
 from livebatch.batches.retry import RetryPolicy
@@ -62,6 +63,7 @@ class Worker:
         self.lease = timedelta(seconds=settings.lease_s)
         self.deadline_s = settings.generation_timeout_s
         self.retry_policy = RetryPolicy(settings.max_attempts, settings.retry_base_ms, settings.retry_max_ms)
+        self.prices = settings.prices
         self.sweeper = Sweeper(transactions, settings=settings, retry_policy=self.retry_policy, clock=clock)
         self.claims: dict[UUID, int] = {}  # attempts this process is generating: item id -> attempt number
         self.accepting = True  # False once stopping: received items are handed back, not started
@@ -150,12 +152,13 @@ class Worker:
         """Generates the claimed item and records the outcome; the lease is renewed meanwhile."""
         self.claims[claim.item_id] = claim.attempt
         try:
-            question, failure = await self._generate(claim)
-            await self._record(claim, question, failure)
+            question, failure, used = await self._generate(claim)
+            await self._record(claim, question, failure, used)
         finally:
             self.claims.pop(claim.item_id, None)
 
-    async def _generate(self, claim: Claim) -> tuple[Question | None, Failure | None]:
+    async def _generate(self, claim: Claim) -> tuple[Question | None, Failure | None, Charge | None]:
+        """The question or why there is none, and what the attempt used (priced with this process's prices)."""
         request = ItemRequest(
             batch_id=claim.batch_id,
             item_index=claim.item_index,
@@ -166,13 +169,15 @@ class Worker:
         )
         started = time.perf_counter()
         question: Question | None = None
+        usage: Usage | None = None
         error: GenerationError | None = None
         try:
             async with asyncio.timeout(self.deadline_s):
-                question = await self.provider.generate(request)
+                generated = await self.provider.generate(request)
+            question, usage = generated.question, generated.usage
             broken = rule_broken(question, difficulty=claim.difficulty)
             if broken is not None:
-                error = GenerationError("validation", f"Validation failed: {broken}")
+                error = GenerationError("validation", f"Validation failed: {broken}", usage=usage)
         except GenerationError as exc:
             error = exc
         except TimeoutError:
@@ -182,17 +187,23 @@ class Worker:
             error = GenerationError("internal", f"Internal error: {type(exc).__name__}")
         self.metrics.observe_generation(time.perf_counter() - started, "failed" if error else "completed")
         if error is None:
-            return question, None
+            return question, None, charge(usage, self.prices)
         retry_after_ms = None if error.retry_after_s is None else round(error.retry_after_s * 1000)
-        return None, Failure(error.kind, error.message, fatal=not error.retryable, retry_after_ms=retry_after_ms)
+        used = charge(error.usage, self.prices)
+        failure = Failure(
+            error.kind, error.message, fatal=not error.retryable, retry_after_ms=retry_after_ms, charge=used
+        )
+        return None, failure, used
 
-    async def _record(self, claim: Claim, question: Question | None, failure: Failure | None) -> None:
+    async def _record(
+        self, claim: Claim, question: Question | None, failure: Failure | None, used: Charge | None
+    ) -> None:
         # A database that is briefly away must not lose a finished generation: retry the short transaction.
         for delay in (0.2, 0.5, 1.0, 2.0, 4.0, None):
             try:
                 async with self.transactions.begin() as uow:
                     if question is not None:
-                        await work.complete_item(uow, claim, question, now=self.now())
+                        await work.complete_item(uow, claim, question, now=self.now(), charge=used)
                     elif failure is not None:
                         await work.fail_item(uow, claim, failure, policy=self.retry_policy, now=self.now())
                     await uow.commit()

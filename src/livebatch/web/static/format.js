@@ -1,6 +1,8 @@
 // Words and numbers for the progress page. Pure: values in, strings out (the clock is an argument).
 // A batch status in words is the server's (`statusLabel` in the batch API), not this module's.
 
+import { rangeText } from "./figures.js";
+
 const QUESTION_TYPES = Object.freeze({ "single-best-answer": "Single best answer (SBA)" });
 
 export function questionTypeLabel(type) {
@@ -61,6 +63,11 @@ export function etaText(status, snapshot, snapshotAt, now) {
   const left = snapshot.pendingItems + snapshot.inProgressItems;
   if (left === 0) return "Finishing…";
   if (snapshot.estimatedTimeRemainingMs <= 0) return "Estimating…";
+  // A server that sends the range (issue 13): "about 4–6 min", and null until it can measure a spread.
+  if ("estimatedTimeRemainingRangeMs" in snapshot) {
+    const range = snapshot.estimatedTimeRemainingRangeMs;
+    return range ? rangeText(range, Math.max(0, now - snapshotAt)) : "Estimating…";
+  }
   const ms = remainingMs(snapshot, snapshotAt, now);
   return ms > 0 ? `about ${formatClock(ms)}` : "Any moment now";
 }

@@ -1,9 +1,10 @@
 // The progress page's wiring: the batch API for the first state, then the stream from its lastEventId,
-// every message through reduce(), drawn by render() at most ten times a second. After an event that
+// every message through reduce(), drawn by render() (and guardrails.js) at most ten times a second. After an event that
 // changed the batch itself, the batch API again (the server says what the batch is now). EventSource
 // reconnects by itself (sending Last-Event-ID) while the page shows "disconnected"; the page closes it on
 // `batch.complete`, and opens a new one when "Retry failed" sets a finished batch running again.
 
+import { createGuardrails } from "./guardrails.js";
 import { EVENT_NAMES, initialState, mustRead, reduce } from "./reduce.js";
 import { createView } from "./render.js";
 
@@ -27,6 +28,7 @@ const view = createView(root, {
   onToggle: (index) => dispatch({ type: "toggle", index }),
   onAutoScroll: (value) => dispatch({ type: "autoscroll", value }),
 });
+const guardrails = createGuardrails(root, { onBudget: setBudget });
 
 function dispatch(action) {
   const next = reduce(state, action);
@@ -48,6 +50,7 @@ function draw() {
   frame = 0;
   lastDraw = performance.now();
   const more = view.render(state, Date.now()); // a long feed comes a slice per frame
+  guardrails.render(state);
   if (more) schedule(true);
   if (!rendered && state.batch !== null) {
     rendered = true;
@@ -131,6 +134,7 @@ function receive(es, name, message) {
   } catch {
     return;
   }
+  if (name === "batch.reset") return reset(es);
   // A heartbeat has no id of its own (lastEventId would repeat the previous event's): it is not progress.
   const id = name === "heartbeat" ? "" : message.lastEventId;
   dispatch({ type: "event", name, id, data, at: Date.now() });
@@ -177,6 +181,15 @@ async function readAgain() {
   reading = false;
 }
 
+// The events after the page's cursor were pruned from the log: what the page holds cannot be brought up to
+// date. It starts over as on a load: the batch from the API, then a stream from that answer's lastEventId.
+function reset(es) {
+  es.close();
+  if (source === es) source = null;
+  dispatch({ type: "reset" });
+  start();
+}
+
 // A batch that runs again (Retry failed, here or in another tab) is followed on a new stream, once the
 // page knows it runs: not between batch.complete and the read after it.
 function follow() {
@@ -218,6 +231,31 @@ async function act(action) {
     view.showActionError("Could not reach the server; try again in a moment.");
   } finally {
     view.setBusy(action, false);
+  }
+}
+
+// Raising the budget of a batch that paused because it spent it: the batch stays paused (Resume is the next
+// step), so the page reads it again at once to show the new budget and to drop the form.
+async function setBudget(body) {
+  guardrails.showError(null);
+  guardrails.setBusy(true);
+  try {
+    const response = await fetch(`${api}/budget`, {
+      method: "PUT",
+      headers: { Accept: "application/json", "Content-Type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      guardrails.showError(await errorMessage(response));
+      return;
+    }
+    const result = await readBatch();
+    if (result.detail) dispatch({ type: "refreshed", detail: result.detail, at: Date.now() });
+  } catch {
+    guardrails.showError("Could not reach the server; try again in a moment.");
+  } finally {
+    guardrails.setBusy(false);
   }
 }
 

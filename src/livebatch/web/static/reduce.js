@@ -24,7 +24,8 @@ export const LOGGED_EVENTS = Object.freeze([
   "batch.resumed",
   "batch.retried",
 ]);
-export const EVENT_NAMES = Object.freeze([...LOGGED_EVENTS, "batch.progress", "heartbeat"]);
+// `batch.reset` (not logged): the events after the page's cursor were pruned; page.js reloads the batch.
+export const EVENT_NAMES = Object.freeze([...LOGGED_EVENTS, "batch.progress", "heartbeat", "batch.reset"]);
 // The batch API's `feed` default: an answer lists at most this many rows, those of the highest indexes.
 export const FEED_ROWS = 1000;
 
@@ -52,6 +53,9 @@ export function reduce(state, action) {
     case "loaded":
     case "refreshed":
       return refreshed(state, action.detail, action.at, action.feed ?? FEED_ROWS);
+    case "reset":
+      // The log the page was following was pruned: forget the batch, keep what the person chose.
+      return { ...initialState(), autoScroll: state.autoScroll, expanded: state.expanded };
     case "event":
       return onEvent(state, action.name, action.id, action.data, action.at);
     case "connection":
@@ -100,6 +104,8 @@ function batchOf(detail) {
     createdAt: detail.created_at,
     completedAt: detail.completed_at,
     errorMessage: detail.error_message,
+    pauseReason: detail.pauseReason ?? null, // issue 13: why it is paused (user, budget_reached, error_rate)
+    guards: detail.guards ?? null, // what its budget and error-rate guards see
   };
 }
 
@@ -180,7 +186,8 @@ function closeGaps(cursor, ahead) {
 }
 
 function onEvent(state, name, id, data, at) {
-  if (name === "heartbeat" || data === null || typeof data !== "object") return state;
+  // batch.reset has an id but is no logged event: page.js reloads the batch on it (then dispatches "reset").
+  if (name === "heartbeat" || name === "batch.reset" || data === null || typeof data !== "object") return state;
   if (name === "batch.progress") {
     // A snapshot's id repeats the last event it includes: equal ids are fine, older ones are stale.
     const seq = id === "" || id === "0" || id === 0 || id === undefined ? 0 : toSeq(id);
