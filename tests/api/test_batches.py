@@ -38,11 +38,12 @@ MOCK_BATCH_JOB = {
 BATCH_KEYS = MOCK_BATCH_JOB | {
     *("completed_at", "course", "error_message", "snapshot"),
     *("statusLabel", "finished", "allowedActions"),
+    *("activeMs", "runningSince", "runRate"),  # elapsed time without pauses, and the whole run's rate once over
 }
 DETAIL_KEYS = BATCH_KEYS | {"items", "lastEventId"}
 CONFIG_KEYS = {"targetCount", "courseId", "questionType", "difficultyDistribution"}
 FEED_KEYS = {"itemId", "itemIndex", "status", "generationId", "errorMessage", "durationMs", "timestamp"}
-FEED_EXTRA = {"errorKind", "retryCount", "willRetry", "stopped"}  # the retry information, beyond the brief
+FEED_EXTRA = {"errorKind", "retryCount", "willRetry", "stopped", "retried"}  # the retry information, beyond the brief
 GENERATED_KEYS = {
     "generationId",
     "itemId",

@@ -12,7 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, select, text
 
 from livebatch.db import Base, Database
 from livebatch.migrate import alembic_config, upgrade_async
@@ -80,3 +80,42 @@ async def test_migrate_builds_the_whole_schema_on_a_fresh_database_and_is_idempo
         assert TABLES <= tables
         assert version == head
         assert drift == [], "the migrations and the models disagree"
+
+
+async def test_0005_goes_down_and_up_again_and_counts_the_items_waiting_for_a_retry(
+    fresh: tuple[dict[str, str], str],
+) -> None:
+    """The revision of issue 20, both ways on this backend's database: down drops its columns, up adds them
+    again and counts each batch's items that wait for another attempt."""
+    from livebatch.batches import service
+    from livebatch.batches.models import Item
+    from livebatch.courses.service import seed_demo_courses
+    from livebatch.migrate import downgrade
+    from livebatch.users.models import Role
+    from livebatch.users.service import ensure_user
+    from tests.batches.conftest import spec
+    from tests.checks import Unqueued, load_batch
+
+    _, url = fresh
+    await upgrade_async(url)
+    db = Database(url)
+    try:
+        async with Unqueued(db).begin() as uow:
+            await seed_demo_courses(uow.session)
+            owner = await ensure_user(uow.session, "ada@uni.example", Role.faculty)
+            batch = await service.create_batch(uow, spec(3), owner=owner, limits=service.Limits(), now=owner.created_at)
+            await uow.commit()
+        async with db.session() as session:  # an item back to pending after a failed attempt, as a worker leaves it
+            item = (await session.execute(select(Item).where(Item.batch_id == batch.id, Item.idx == 1))).scalar_one()
+            item.attempts, item.will_retry = 1, True
+            await session.commit()
+
+        await asyncio.to_thread(downgrade, url, "0002")
+        async with db.engine.connect() as connection:
+            columns = await connection.run_sync(lambda c: {x["name"] for x in inspect(c).get_columns("batch_items")})
+        assert "requeues" not in columns
+        await upgrade_async(url)
+        reloaded = await load_batch(db, batch.id)
+        assert (reloaded.retrying_items, reloaded.pending_items) == (1, 3)
+    finally:
+        await db.dispose()

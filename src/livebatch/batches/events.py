@@ -95,7 +95,9 @@ class BatchProgressSnapshot(WireModel):
     """`batch.progress`: derived, never logged; sent on connect, coalesced, and before `batch.complete`.
 
     `cancelledItems` goes beyond the brief, whose four counts have no place for the items a cancel
-    stopped: completed + failed + in progress + pending + cancelled = total in every snapshot."""
+    stopped: completed + failed + in progress + pending + cancelled = total in every snapshot. So does
+    `retryingItems`: the pending items whose last attempt failed and that will be tried again (a part of
+    `pendingItems`, in no sum), so that a page can say "2 retrying" while `failedItems` is still 0."""
 
     name: ClassVar[str] = "batch.progress"
     batch_id: str
@@ -105,6 +107,7 @@ class BatchProgressSnapshot(WireModel):
     in_progress_items: int
     pending_items: int
     cancelled_items: int
+    retrying_items: int = 0
     percentage: int
     estimated_time_remaining_ms: int
     throughput_rate: float

@@ -46,6 +46,8 @@ class Batch(Base):
     failed_items: Mapped[int] = mapped_column(default=0)
     in_progress_items: Mapped[int] = mapped_column(default=0)
     cancelled_items: Mapped[int] = mapped_column(default=0)
+    # Pending items whose last attempt failed and that will be tried again: a subset of the pending ones.
+    retrying_items: Mapped[int] = mapped_column(default=0)
     last_seq: Mapped[int] = mapped_column(default=0)
     active_ms: Mapped[int] = mapped_column(default=0)
     running_since: Mapped[datetime | None]
@@ -90,6 +92,8 @@ class Item(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_kind: Mapped[str | None] = mapped_column(String(16))
     will_retry: Mapped[bool] = mapped_column(default=False)
+    # Times "Retry failed" queued the item again (its attempts start over): its next attempts draw afresh.
+    requeues: Mapped[int] = mapped_column(default=0)
 
 
 class GeneratedItem(Base):

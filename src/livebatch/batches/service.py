@@ -135,6 +135,7 @@ async def cancel_batch(uow: UnitOfWork, batch_id: UUID, *, user: User, now: date
     # In-flight attempts are cancelled too: their results arrive to an item no longer in progress.
     batch.cancelled_items += await item_repository.cancel_open_items(uow.session, batch.id)
     batch.in_progress_items = 0
+    batch.retrying_items = 0  # no item is pending any more
     await finish(uow, batch, BatchStatus.cancelled, now=now)
     return batch
 

@@ -1,7 +1,9 @@
 """The offline provider: realistic latency, occasional failures, well-formed items, no network.
 
-Everything is drawn from a random generator seeded by (batch, item, attempt), so a run can be replayed:
-the same item gets the same question, and the same attempt fails the same way.
+Everything is drawn from a random generator seeded by (batch, item, requeues, attempt), so a run can be
+replayed: the same item gets the same question, and the same attempt fails the same way. `requeues` counts
+the times "Retry failed" queued the item again, which starts its attempts over: without it in the seed, a
+retried item would draw its first attempts again and fail exactly as before.
 """
 
 from __future__ import annotations
@@ -195,6 +197,12 @@ def compose(request: ItemRequest) -> Question:
     )
 
 
+def _seed(request: ItemRequest) -> str:
+    # A first run keeps the seed it always had (recorded runs replay the same); a requeued item draws anew.
+    draw = f"{request.requeues}:" if request.requeues else ""
+    return f"{request.batch_id}:{request.item_index}:{draw}{request.attempt}"
+
+
 class OfflineProvider:
     name = "offline"
 
@@ -210,7 +218,7 @@ class OfflineProvider:
         self._sleep = sleep  # the latency's only effect; a test can watch it instead of waiting
 
     async def generate(self, request: ItemRequest) -> Question:
-        rng = random.Random(f"{request.batch_id}:{request.item_index}:{request.attempt}")
+        rng = random.Random(_seed(request))
         if self.latency_ms:
             await self._sleep(self.latency_ms * rng.uniform(0.5, 1.5) / 1000)
         question = compose(request)
