@@ -391,8 +391,17 @@ describe("reading the batch again", () => {
       assert.deepEqual([state.items.get(0).willRetry, state.items.get(0).stopped], [false, true], "nothing will retry it");
       const retried = reduce(state, event(["6", "batch.retried", { batchId: "b", retriedItems: 2, retriedAt: "t" }]));
       const pending = refreshed(retried, { ...batch, lastEventId: 6, items: [] });
-      assert.deepEqual(feedEntries(pending), [], "Retry failed queues both again: no row until they start");
+      assert.deepEqual(feedEntries(pending), [], "an answer that lists no row: no row");
       assert.equal(pending.batch.finished, false);
+      // The server lists the items "Retry failed" queued again, not started yet: their rows stay, queued.
+      const queued = (row) => ({ itemId: row.itemId, itemIndex: row.itemIndex, status: "queued", retried: true, timestamp: "t" });
+      const listed = refreshed(retried, { ...batch, lastEventId: 6, items: failed.items.map(queued) });
+      assert.deepEqual(
+        feedEntries(listed).map((row) => [row.itemIndex, row.status, row.retried]),
+        [[0, "queued", true], [1, "queued", true]],
+      );
+      const running = reduce(listed, event(["7", "item.started", { itemId: "i1", itemIndex: 1, startedAt: "t" }]));
+      assert.deepEqual(feedEntries(running).map((row) => row.status), ["queued", "started"]);
     }
   });
 

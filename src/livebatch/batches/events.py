@@ -1,8 +1,8 @@
 """The SSE payloads, one class per event name; snake_case here, camelCase on the wire (the brief's names).
 
 `batch.paused`, `batch.resumed` and `batch.retried` go beyond the brief: the brief's `batch.progress`
-carries no status, and the page must show a pause or a retry as it happens. So does `cancelledItems` in
-`batch.progress`, and `errorKind` in `item.failed`.
+carries no status, and the page must show a pause or a retry as it happens. So do `cancelledItems` and
+`retryingItems` in `batch.progress`, and `errorKind` in `item.failed`.
 """
 
 from __future__ import annotations
