@@ -12,6 +12,7 @@ from uuid import UUID
 
 from livebatch.batches import reads, repository, service, work
 from livebatch.batches.lifecycle import Failure, snapshot_of
+from livebatch.batches.questions import Question
 from livebatch.batches.retry import RetryPolicy
 from livebatch.batches.service import Limits
 from livebatch.batches.work import Claim
@@ -20,8 +21,8 @@ from livebatch.events.bus import LocalBus
 from livebatch.generation.offline import OfflineProvider, compose
 from livebatch.generation.providers import GenerationError, ItemRequest
 from livebatch.uow import Transactions
-from tests.batches.conftest import spec
-from tests.checks import Unqueued, assert_consistent
+from tests.batches.conftest import PartsFactory, control, spec, start_batch
+from tests.checks import Unqueued, assert_consistent, wait_for_status
 from tests.conftest import Person
 
 T0 = datetime(2026, 2, 19, 12, 0, 0, tzinfo=UTC)
@@ -227,3 +228,36 @@ async def test_the_offline_provider_draws_afresh_for_a_requeued_item() -> None:
     assert await outcomes(0) == first, "replayable"
     assert await outcomes(1) != first, "a requeued item does not replay its failures"
     assert await outcomes(1) == await outcomes(1)
+
+
+class Recording(OfflineProvider):
+    """The offline provider, keeping every request the worker made of it."""
+
+    def __init__(self, failure_rate: float) -> None:
+        super().__init__(latency_ms=0, failure_rate=failure_rate)
+        self.requests: list[ItemRequest] = []
+
+    async def generate(self, request: ItemRequest) -> Question:
+        self.requests.append(request)
+        return await super().generate(request)
+
+
+async def test_retry_failed_asks_the_provider_for_a_fresh_draw(
+    open_parts: PartsFactory, people: dict[str, Person]
+) -> None:
+    """The issue's demo: seeded by (batch, item, attempt) with the attempts reset, Retry failed replayed the
+    same failures and never succeeded. The worker now says how many times the item was queued again."""
+    provider = Recording(failure_rate=0.5)
+    rt = await open_parts(provider, max_attempts=1)
+    owner = people["faculty"]
+    batch_id = await start_batch(rt, owner, 24)
+    first = await wait_for_status(rt, batch_id)
+    assert first.failed_items > 0
+    before = len(provider.requests)
+    await control(rt, service.retry_failed, batch_id, owner.user, limits=rt.limits)
+    again = await wait_for_status(rt, batch_id)
+    retried = provider.requests[before:]
+    assert len(retried) == first.failed_items and all((r.requeues, r.attempt) == (1, 1) for r in retried)
+    # Half the attempts fail: all of them failing again (as the replay did) would be 1 in 2^failed.
+    assert again.completed_items > first.completed_items, "a fresh draw: not every failure comes back"
+    await assert_consistent(rt.db, batch_id)
