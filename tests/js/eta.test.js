@@ -84,6 +84,16 @@ test("a lower estimate brings it down gradually, at the pace of the smoothing", 
   assert.ok(shown[20] < 90_000 && shown[40] < 40_000, `${shown[20]} after 20 s, ${shown[40]} after 40 s`);
 });
 
+test("a first estimate far too long (the prior) comes down within half a minute once items complete", () => {
+  // 7m 30s from the prior (15 rounds of 30 s), then the rate says about 20 s.
+  const estimates = [450_000, ...Array.from({ length: 40 }, (_, second) => 20_000 - second * 300)];
+  const shown = play(estimates);
+  assert.equal(rises(shown), 0);
+  assert.ok(shown[1] > 400_000, "not in one jump");
+  assert.ok(shown[30] < 30_000, `${shown[30]} after 30 s (the estimate: ${estimates[30]})`);
+  assert.ok(shown[40] < 2 * estimates[40], `${shown[40]} after 40 s (the estimate: ${estimates[40]})`);
+});
+
 test("held while paused or disconnected: no time is counted down, and it goes on from there", () => {
   const before = smoothEta(null, 90_000, 0);
   const held = holdEta(before, 26_000); // a hung server for 26 s

@@ -11,12 +11,16 @@
 //   shown = min(shown, shown before)                      unless trend − (shown − dt) is over the band:
 //   band  = max(ETA_RISE_MIN_MS, ETA_RISE_SHARE × (shown − dt))
 //
+// with τ = ETA_DROP_SMOOTHING_MS instead while the estimate is below the countdown by more than the band
+// (a first estimate from the prior that was far too long: the page catches up within half a minute).
+//
 // So in a steady run it only goes down (a noisy estimate above it slows the countdown, or holds it), and a
 // slowdown that lasts (a provider that became slow, later items that take longer) raises it, gradually. While
 // the batch is paused or the page has lost its connection it is held (`holdEta`): neither counted down nor
 // moved, and no jump when the stream comes back.
 
 export const ETA_SMOOTHING_MS = 20_000;
+export const ETA_DROP_SMOOTHING_MS = 5_000;
 export const ETA_RISE_SHARE = 0.25;
 export const ETA_RISE_MIN_MS = 30_000;
 
@@ -26,13 +30,15 @@ export function smoothEta(shown, estimateMs, now) {
   if (!Number.isFinite(estimateMs) || estimateMs < 0) return null;
   if (!shown) return { ms: estimateMs, trend: estimateMs, at: now };
   const dt = Math.max(0, now - shown.at);
-  const pull = 1 - Math.exp(-dt / ETA_SMOOTHING_MS);
+  const counted = Math.max(0, shown.ms - dt);
+  const band = Math.max(ETA_RISE_MIN_MS, ETA_RISE_SHARE * counted);
+  const tau = estimateMs < counted - band ? ETA_DROP_SMOOTHING_MS : ETA_SMOOTHING_MS;
+  const pull = 1 - Math.exp(-dt / tau);
   const trendBefore = Math.max(0, (shown.trend ?? shown.ms) - dt);
   const trend = trendBefore + (estimateMs - trendBefore) * pull;
-  const counted = Math.max(0, shown.ms - dt);
   const gap = trend - counted;
   let ms = counted + gap * pull;
-  if (gap <= Math.max(ETA_RISE_MIN_MS, ETA_RISE_SHARE * counted)) ms = Math.min(ms, shown.ms);
+  if (gap <= band) ms = Math.min(ms, shown.ms);
   return { ms: Math.max(0, ms), trend, at: now };
 }
 
