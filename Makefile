@@ -5,6 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
+# axe-core for the browser tests' accessibility checks: from the npm registry, pinned and checked against
+# the registry's integrity, into a git-ignored folder (nothing is downloaded while the tests run).
+AXE_VERSION := 4.14.1
+AXE_INTEGRITY := sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
+AXE := .vendor/axe-core-$(AXE_VERSION)/axe.min.js
 # Scaled-out test run: PostgreSQL and Redis of this machine (see README).
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
@@ -17,7 +22,7 @@ LLAMA_SERVER := $(LLM_CACHE)/llama.cpp-$(LLAMA_CPP_PYTHON)/bin/llama-server
 LLM_MODEL := $(LLM_CACHE)/gemma-3-270m-q4_k_m.gguf
 LLM_STAMP := $(VENV)/.installed-llm
 
-.PHONY: help demo test lint fmt test-js test-embedded test-scaled bench bench-quick chromium clean llm demo-local-llm test-llm
+.PHONY: help demo test lint fmt test-js test-embedded test-scaled bench bench-quick chromium axe clean llm demo-local-llm test-llm
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,6 +39,19 @@ chromium:  ## install Debian's chromium when missing (browser tests drive it)
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+axe: $(AXE)  ## fetch axe-core (pinned) for the browser tests' accessibility checks
+
+$(AXE):
+	@command -v npm >/dev/null || { \
+	  echo "installing Debian's npm (to fetch axe-core)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm >/dev/null; }
+	mkdir -p $(@D)
+	cd $(@D) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null
+	test "sha512-$$(openssl dgst -sha512 -binary $(@D)/axe-core-$(AXE_VERSION).tgz | base64 -w0)" = '$(AXE_INTEGRITY)'
+	tar -xzf $(@D)/axe-core-$(AXE_VERSION).tgz -C $(@D) --strip-components=1 package/axe.min.js package/LICENSE
+	rm $(@D)/axe-core-$(AXE_VERSION).tgz
+
 demo: $(STAMP)  ## start the server on SQLite, launch a demo batch, print a sign-in link to its page
 	$(BIN)/livebatch demo
 
@@ -48,10 +66,10 @@ lint: $(STAMP)  ## ruff format --check, ruff check, mypy --strict
 test-js:  ## the progress page's reducer and formatting, in Node (no packages)
 	node --test tests/js/
 
-test-embedded: $(STAMP) chromium  ## the suite on SQLite and the in-process queue
+test-embedded: $(STAMP) chromium $(AXE)  ## the suite on SQLite and the in-process queue
 	$(BIN)/pytest -q
 
-test-scaled: $(STAMP) chromium  ## the suite again on PostgreSQL and Redis (fails, not skips, when they are missing under CI)
+test-scaled: $(STAMP) chromium $(AXE)  ## the suite again on PostgreSQL and Redis (fails, not skips, when they are missing under CI)
 	$(BIN)/pytest -q --backend=scaled --pg-url='$(PG_URL)' --redis-url='$(REDIS_URL)'
 
 test: lint test-js test-embedded test-scaled  ## lint, type checks, the JS tests, then the whole suite on both deployments
@@ -82,4 +100,4 @@ test-llm: $(STAMP) llm  ## a 5-item batch through livebatch serve and the real m
 	LLAMA_SERVER=$(LLAMA_SERVER) LLM_MODEL=$(LLM_MODEL) $(BIN)/pytest -q tests/llm
 
 clean:  ## remove the virtualenv and caches (not the built llama-server and model: rm -rf .cache/llm)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .vendor .mypy_cache .ruff_cache .pytest_cache

@@ -112,6 +112,7 @@ async def write_finished_batch(db: Database, owner_id: UUID, count: int) -> UUID
         config=create.model_dump(by_alias=True),
         status=BatchStatus.completed,
         concurrency=round(RATE * DURATION_MS / 1000),
+        item_prior_ms=DURATION_MS,
         total_items=count,
         completed_items=count,
         last_seq=len(events),

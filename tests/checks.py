@@ -61,6 +61,11 @@ async def assert_consistent(db: Database, batch_id: UUID | str) -> Batch:
             .scalars()
             .all()
         )
+        retrying = (
+            await session.execute(
+                select(func.count()).where(Item.batch_id == batch.id, Item.status == "pending", Item.will_retry)
+            )
+        ).scalar_one()
         completed_ids = (
             (await session.execute(select(Item.id).where(Item.batch_id == batch.id, Item.status == "completed")))
             .scalars()
@@ -71,6 +76,7 @@ async def assert_consistent(db: Database, batch_id: UUID | str) -> Batch:
     assert statuses["in_progress"] == batch.in_progress_items
     assert statuses["cancelled"] == batch.cancelled_items
     assert statuses["pending"] == batch.pending_items
+    assert retrying == batch.retrying_items, "retrying_items counts the pending items that will be tried again"
     assert sum(statuses.values()) == batch.total_items
     completed_events = Counter(p["itemId"] for _, name, p in events if name == "item.completed")
     assert all(n == 1 for n in completed_events.values()), "an item completed twice"

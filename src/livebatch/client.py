@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import httpx
 from httpx_sse import SSEError, aconnect_sse
+
+MAX_RECONNECT_DELAY_S = 5.0
 
 
 class ApiError(Exception):
@@ -119,10 +121,15 @@ class BatchClient:
         result: dict[str, Any] = await self._json("POST", f"/api/v1/generation/batch/{batch_id}/{action}")
         return result
 
-    async def follow(self, batch_id: str, *, last_event_id: int | None = None) -> AsyncIterator[StreamEvent]:
-        """The batch's events from after `last_event_id` (or from now) until `batch.complete`."""
+    async def follow(
+        self, batch_id: str, *, last_event_id: int | None = None, on_drop: Callable[[], None] | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """The batch's events from after `last_event_id` (or from now) until `batch.complete`. `on_drop` is
+        called each time the connection is lost (or cannot be made) and is about to be tried again; the
+        delay before each try doubles while the server stays away, up to `MAX_RECONNECT_DELAY_S`."""
         last = last_event_id
         url = f"/api/v1/generation/batch/{batch_id}/progress"
+        failures = 0
         while True:
             headers = {"Accept": "text/event-stream"}
             if last is not None:
@@ -134,6 +141,7 @@ class BatchClient:
                     if not source.response.is_success:
                         await source.response.aread()
                         _raise_for_error(source.response)
+                    failures = 0
                     async for sse in source.aiter_sse():
                         if sse.id:
                             last = int(sse.id)
@@ -144,4 +152,7 @@ class BatchClient:
             except (httpx.TransportError, SSEError):
                 pass  # dropped: reconnect below, from the last id seen
             self.reconnects += 1
-            await asyncio.sleep(self.reconnect_delay_s)
+            if on_drop is not None:
+                on_drop()
+            await asyncio.sleep(min(self.reconnect_delay_s * 2**failures, MAX_RECONNECT_DELAY_S))
+            failures += 1

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import httpx
 from pydantic import ValidationError
+from pydantic.alias_generators import to_snake
 from rich.console import Console
 
 from livebatch.batches import reads, service
@@ -84,13 +88,19 @@ async def _create_or_find(
     guards: Guards,
 ) -> Batch:
     async with parts.transactions.begin() as uow:
-        owner = await ensure_user(uow.session, email, Role.faculty)
+        with _option("--user"):
+            owner = await ensure_user(uow.session, email, Role.faculty)
         if batch_id is not None:
-            batch = await reads.get_owned_batch(uow.session, service.parse_batch_id(batch_id), owner)
+            with _option("--batch"):
+                batch = await reads.get_owned_batch(uow.session, service.parse_batch_id(batch_id), owner)
         else:
             await ensure_demo_course(uow.session, course)
             spec = _spec(course, count, mix, guards)
-            batch = await service.create_batch(uow, spec, owner=owner, limits=parts.limits, now=parts.now())
+            try:
+                batch = await service.create_batch(uow, spec, owner=owner, limits=parts.limits, now=parts.now())
+            except service.InvalidBatchConfig as exc:
+                option = _OPTIONS[to_snake(exc.field)]
+                raise BadRequest(f"{option}: {exc.message.removeprefix(exc.field + ' ')}") from None
         await uow.commit()
         return batch
 
@@ -102,6 +112,15 @@ _OPTIONS = {
     "cost": "--budget",
     "tokens": "--budget-tokens",
 }
+
+
+@contextmanager
+def _option(name: str) -> Iterator[None]:
+    """An error of this step is about the option `name`: the message says so (`--user: ...`)."""
+    try:
+        yield
+    except LivebatchError as exc:
+        raise BadRequest(f"{name}: {exc.message}") from None
 
 
 def _spec(course: str, count: int, mix: tuple[int, int, int], guards: Guards) -> BatchCreate:
@@ -197,17 +216,48 @@ def _complete_of(batch: Batch) -> dict[str, Any]:
 
 
 async def watch_remote(console: Console, base_url: str, token: str, batch_id: str) -> int:
+    """Follows the batch to its end: 0 when it finished, 1 when it failed or was cancelled, 2 when it could
+    not be followed (no server there, a refusal), each said in one line."""
+    try:
+        return await _watch(console, base_url, token, batch_id)
+    except httpx.TransportError as exc:
+        console.print(f"[red]cannot reach {base_url}: {_reason(exc)}", soft_wrap=True)
+    except ApiError as exc:
+        console.print(f"[red]{exc}", soft_wrap=True)
+    return 2
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    """`connection refused`, `timed out`, ...: the innermost cause, in words, without the traceback."""
+    cause: BaseException = exc
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused (is `livebatch serve` running there?)"
+    return str(cause) or type(cause).__name__
+
+
+async def _watch(console: Console, base_url: str, token: str, batch_id: str) -> int:
     async with BatchClient(base_url, token) as client:
-        try:
-            batch = await client.get_batch(batch_id)
-        except ApiError as exc:
-            console.print(f"[red]{exc}")
-            return 2
+        batch = await client.get_batch(batch_id)
         console.print(f"batch {batch_id}: {batch['course']['title']}, {batch['total_items']} items, {batch['status']}")
         final: dict[str, Any] | None = None
         with ProgressView(console, batch["total_items"], label="watching") as view:
             view.update(batch["snapshot"])
-            async for event in client.follow(batch_id, last_event_id=batch["lastEventId"]):
+            lost = False
+
+            def dropped() -> None:
+                nonlocal lost
+                if not lost:
+                    view.note("connection lost, reconnecting…")
+                    view.reconnecting(True)
+                lost = True
+
+            async for event in client.follow(batch_id, last_event_id=batch["lastEventId"], on_drop=dropped):
+                if lost:
+                    lost = False
+                    view.reconnecting(False)
+                    view.note("reconnected")
                 if event.name == "batch.progress":
                     view.update(event.data)
                 elif event.name == "item.failed":

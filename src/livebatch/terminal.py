@@ -1,23 +1,47 @@
 """What the terminal shows of a batch (Rich): a progress bar with counts, throughput and ETA, and one
-line per failure. Building the text is pure; `ProgressView` only prints it."""
+line per failure. Building the text is pure; `ProgressView` only prints it.
+
+The progress line fits the terminal: at 80 columns the counts take a shorter form and the bar a shorter
+width (`fit_progress`), instead of Rich cutting every column to "generat… ET…"."""
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+BAR_WIDTH = (10, 40)  # the bar's least and greatest width, in columns
+ELAPSED_WIDTH = 7  # `0:01:23`
+
+
+def cli_command() -> str:
+    """How to run this installation's `livebatch`, as the pages and `make demo` print it: `livebatch` when
+    that is what PATH finds, else its path (`.venv/bin/livebatch` from the project's directory)."""
+    script = Path(sys.executable).with_name("livebatch")
+    found = shutil.which("livebatch")
+    if found is not None and Path(found).absolute() == script.absolute():
+        return "livebatch"
+    try:
+        return str(script.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
 
 def format_eta(ms: int) -> str:
+    """The page's one time format: `45s`, `5m 30s`, `1h 02m 05s`; `—` for none."""
     if ms <= 0:
         return "—"
     seconds = round(ms / 1000)
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
-        return f"{hours}h {minutes:02d}m"
+        return f"{hours}h {minutes:02d}m {seconds:02d}s"
     return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
 
 
@@ -60,6 +84,41 @@ def format_counts(snapshot: dict[str, Any]) -> str:
     )
 
 
+def short_counts(snapshot: dict[str, Any]) -> str:
+    """`12 done · 5 running · 1 failed · 2 pending · ETA 1m 57s`: the counts in fewer columns."""
+    cancelled = snapshot.get("cancelledItems", 0)
+    return (
+        f"{snapshot['completedItems']} done · {snapshot['inProgressItems']} running · "
+        f"{snapshot['failedItems']} failed · {snapshot['pendingItems']} pending · "
+        + (f"{cancelled} cancelled · " if cancelled else "")
+        + f"ETA {format_eta(snapshot['estimatedTimeRemainingMs'])}"
+    )
+
+
+def compact_counts(snapshot: dict[str, Any]) -> str:
+    """`✓12 ◔5 ✕1 ○2 ETA 1m 57s`: every count still, as for a narrow terminal."""
+    cancelled = snapshot.get("cancelledItems", 0)
+    return (
+        f"✓{snapshot['completedItems']} ◔{snapshot['inProgressItems']} ✕{snapshot['failedItems']} "
+        f"○{snapshot['pendingItems']} "
+        + (f"⊘{cancelled} " if cancelled else "")
+        + f"ETA {format_eta(snapshot['estimatedTimeRemainingMs'])}"
+    )
+
+
+def fit_progress(snapshot: dict[str, Any], *, width: int, label: str, reconnecting: bool = False) -> tuple[int, str]:
+    """The bar's width and the counts' text for a progress line `width` columns wide: the longest form of the
+    counts that leaves the bar its least width, and the bar whatever is left (up to its greatest)."""
+    total = snapshot["totalItems"]
+    fraction = cell_len(f"{total}/{total} (100%)")
+    room = width - cell_len(label) - fraction - ELAPSED_WIDTH - 4  # four spaces between five columns
+    prefix = "reconnecting… · " if reconnecting else ""
+    forms = [prefix + form(snapshot) for form in (format_counts, short_counts, compact_counts)]
+    counts = next((form for form in forms if cell_len(form) <= room - BAR_WIDTH[0]), forms[-1])
+    bar = max(BAR_WIDTH[0], min(BAR_WIDTH[1], room - cell_len(counts)))
+    return bar, counts
+
+
 def format_failure(payload: dict[str, Any]) -> Text:
     retry = "will retry" if payload.get("willRetry") else "failed for good"
     line = Text(f"  #{payload['itemIndex'] + 1} attempt {payload['retryCount']}: ", style="red")
@@ -86,9 +145,13 @@ class ProgressView:
 
     def __init__(self, console: Console, total: int, *, label: str = "generating") -> None:
         self.console = console
+        self.label = label
+        self._snapshot: dict[str, Any] | None = None
+        self._reconnecting = False
+        self._bar = BarColumn(complete_style="#69a338")
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(complete_style="#69a338"),
+            self._bar,
             TextColumn("{task.completed}/{task.total} ({task.percentage:>3.0f}%)"),
             TextColumn("{task.fields[counts]}"),
             TimeElapsedColumn(),
@@ -106,12 +169,23 @@ class ProgressView:
         self._progress.stop()
 
     def update(self, snapshot: dict[str, Any]) -> None:
+        self._snapshot = snapshot
+        width, counts = fit_progress(
+            snapshot, width=self.console.width, label=self.label, reconnecting=self._reconnecting
+        )
+        self._bar.bar_width = width
         self._progress.update(
             self._task,
             completed=snapshot["completedItems"],
             total=snapshot["totalItems"],
-            counts=format_counts(snapshot),
+            counts=counts,
         )
+
+    def reconnecting(self, lost: bool) -> None:
+        """The connection is lost (and being made again): the line says so until it is back."""
+        self._reconnecting = lost
+        if self._snapshot is not None:
+            self.update(self._snapshot)
 
     def failure(self, payload: dict[str, Any]) -> None:
         self._progress.console.print(format_failure(payload), soft_wrap=True)

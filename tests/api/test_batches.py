@@ -39,12 +39,13 @@ BATCH_KEYS = MOCK_BATCH_JOB | {
     *("completed_at", "course", "error_message", "snapshot"),
     *("statusLabel", "finished", "allowedActions"),
     *("pauseReason", "guards"),  # issue 13: why it is paused, what its guards see
+    *("activeMs", "runningSince", "runRate"),  # elapsed time without pauses, and the whole run's rate once over
 }
 DETAIL_KEYS = BATCH_KEYS | {"items", "lastEventId", "answerKeys"}
 BRIEF_CONFIG_KEYS = {"targetCount", "courseId", "questionType", "difficultyDistribution"}
 CONFIG_KEYS = BRIEF_CONFIG_KEYS | {"budget", "errorRateGuard"}  # issue 13: the guards a batch asks for
 FEED_KEYS = {"itemId", "itemIndex", "status", "generationId", "errorMessage", "durationMs", "timestamp"}
-FEED_EXTRA = {"errorKind", "retryCount", "willRetry", "stopped"}  # the retry information, beyond the brief
+FEED_EXTRA = {"errorKind", "retryCount", "willRetry", "stopped", "retried"}  # the retry information, beyond the brief
 GENERATED_KEYS = {
     "generationId",
     "itemId",

@@ -145,6 +145,7 @@ def test_snapshot_reproduces_the_brief_example() -> None:
         "inProgressItems": 5,
         "pendingItems": 2,
         "cancelledItems": 0,  # beyond the brief: added, nothing of its fields changed
+        "retryingItems": 0,  # the same
         "percentage": 60,
         "estimatedTimeRemainingMs": 116_667,
         "throughputRate": 3.6,
@@ -181,6 +182,7 @@ def test_snapshot_reproduces_the_brief_first_snapshot() -> None:
         "inProgressItems": 1,
         "pendingItems": 19,
         "cancelledItems": 0,
+        "retryingItems": 0,
         "percentage": 0,
         "estimatedTimeRemainingMs": 600_000,
         "throughputRate": 0,

@@ -3,8 +3,8 @@ failures, expired leases, pauses, resumes, cancels and retries, through the real
 
 After each step, every snapshot the step published (one per committed unit of work) and the snapshot a
 reader gets from the batch row must hold: completed + failed + in progress + pending + cancelled = total,
-no count below 0, each count the number of items in that status, and an ETA that is 0 only when nothing
-is left to run."""
+no count below 0, each count the number of items in that status (and `retryingItems` the pending ones
+that failed an attempt), and an ETA that is 0 only when nothing is left to run."""
 
 from __future__ import annotations
 
@@ -191,7 +191,9 @@ async def test_every_snapshot_adds_up_to_the_total_whatever_happens(
             async with db.read_session() as session:
                 row = await repository.get_batch(session, batch.id)
                 statuses = await item_repository.count_items_by_status(session, batch.id)
+                retrying = await item_repository.count_retrying(session, batch.id)
             assert row is not None
+            assert row.retrying_items == retrying, where
             snapshot = json.loads(snapshot_of(row).to_json())
             assert_adds_up(
                 snapshot, finished=row.status.is_terminal, concurrency=concurrency, where=f"{where}, the row"
@@ -200,4 +202,6 @@ async def test_every_snapshot_adds_up_to_the_total_whatever_happens(
             assert {name: snapshot[name] for name in COUNTS} == {
                 name: statuses.get(status, 0) for name, status in STATUS_OF.items()
             }, where
+            # The pending items that wait for another attempt, while the batch runs (none once it is over).
+            assert snapshot["retryingItems"] == (0 if row.status.is_terminal else retrying), where
     await assert_consistent(db, batch.id)  # the counters, the items and the event log agree

@@ -13,7 +13,21 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, Boolean, Connection, DateTime, Integer, String, Uuid, column, insert, inspect, table, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Uuid,
+    column,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
 
 from livebatch import migrate
 from livebatch.db import Base, Database
@@ -196,11 +210,9 @@ async def test_0003_upgrades_rows_made_before_it_and_downgrades_without_losing_t
                 )
             ).one()
             item = (await connection.execute(text("SELECT cost_nanos, usage_attempt FROM batch_items"))).one()
-            drift = await connection.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
         # A batch paused before the guards existed was paused by hand; it has used nothing recorded.
         assert tuple(row) == (0, 0, 0, 0, "USD", "user", "", 0)
         assert tuple(item) == (0, 0)
-        assert drift == []
 
         await asyncio.to_thread(migrate.downgrade, url, "0002")
         async with db.engine.connect() as connection:
@@ -211,5 +223,46 @@ async def test_0003_upgrades_rows_made_before_it_and_downgrades_without_losing_t
         async with db.engine.connect() as connection:
             assert USAGE_BATCH_COLUMNS <= await connection.run_sync(_columns, "batch_jobs")
             assert await connection.run_sync(_counts) == (1, 1)
+            drift = await connection.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
+        assert drift == [], "up again to the head, the tables are the models'"
+    finally:
+        await db.dispose()
+
+
+async def test_0005_goes_down_and_up_again_and_counts_the_items_waiting_for_a_retry(
+    fresh: tuple[dict[str, str], str],
+) -> None:
+    """The revision of issue 20, both ways on this backend's database: down drops its columns, up adds them
+    again and counts each batch's items that wait for another attempt."""
+    from livebatch.batches import service
+    from livebatch.batches.models import Item
+    from livebatch.courses.service import seed_demo_courses
+    from livebatch.migrate import downgrade
+    from livebatch.users.models import Role
+    from livebatch.users.service import ensure_user
+    from tests.batches.conftest import spec
+    from tests.checks import Unqueued, load_batch
+
+    _, url = fresh
+    await upgrade_async(url)
+    db = Database(url)
+    try:
+        async with Unqueued(db).begin() as uow:
+            await seed_demo_courses(uow.session)
+            owner = await ensure_user(uow.session, "ada@uni.example", Role.faculty)
+            batch = await service.create_batch(uow, spec(3), owner=owner, limits=service.Limits(), now=owner.created_at)
+            await uow.commit()
+        async with db.session() as session:  # an item back to pending after a failed attempt, as a worker leaves it
+            item = (await session.execute(select(Item).where(Item.batch_id == batch.id, Item.idx == 1))).scalar_one()
+            item.attempts, item.will_retry = 1, True
+            await session.commit()
+
+        await asyncio.to_thread(downgrade, url, "0003_usage_and_guards")
+        async with db.engine.connect() as connection:
+            columns = await connection.run_sync(lambda c: {x["name"] for x in inspect(c).get_columns("batch_items")})
+        assert "requeues" not in columns
+        await upgrade_async(url)
+        reloaded = await load_batch(db, batch.id)
+        assert (reloaded.retrying_items, reloaded.pending_items) == (1, 3)
     finally:
         await db.dispose()

@@ -141,12 +141,13 @@ async def test_bad_options_exit_2_with_a_clear_message_and_create_nothing(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"count": 2000}, "targetCount must be at most 1000, not 2000."),
+        # The option's name, never the API's (`targetCount`): the person typed `--count`.
+        ({"count": 2000}, "--count: must be at most 1000, not 2000."),
         ({"mix": (50, 50, 20)}, "--easy/--medium/--hard: easy + medium + hard must be 100, not 120"),
         ({"mix": (-10, 90, 20)}, "--easy/--medium/--hard: Input should be greater than or equal to 0"),
-        ({"course": "no-such-course"}, "Course 'no-such-course' does not exist."),
-        ({"batch_id": "no-such-batch"}, "Batch no-such-batch does not exist."),
-        ({"user": "not-an-email"}, "'not-an-email' is not an email address."),
+        ({"course": "no-such-course"}, "--course: Course 'no-such-course' does not exist."),
+        ({"batch_id": "no-such-batch"}, "--batch: Batch no-such-batch does not exist."),
+        ({"user": "not-an-email"}, "--user: 'not-an-email' is not an email address."),
         ({"guards": Guards(cost=-1.0)}, "--budget: Input should be greater than 0"),
         ({"guards": Guards(tokens=0)}, "--budget-tokens: Input should be greater than or equal to 1"),
         (

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import socket
 import sys
 
 from rich.console import Console
 
 from livebatch.headless import watch_remote
 from tests.checks import event_log, load_batch, wait_until
+from tests.client.conftest import Proxy
 from tests.conftest import settings_env
 from tests.stream.servers import Served
 from tests.stream.support import control, create_batch, read_stream, wait_for_metric
@@ -101,3 +103,42 @@ async def test_watch_of_a_finished_batch_prints_its_outcome(served: Served) -> N
 async def test_watch_of_an_unknown_batch_says_so_and_exits_2(served: Served) -> None:
     code, output = await _watch_here(served, "7d2c5a0e-3b7e-4a53-9d6c-0d1b7c4f2e11")
     assert (code, output.strip()) == (2, "404 NOT_FOUND: Batch 7d2c5a0e-3b7e-4a53-9d6c-0d1b7c4f2e11 does not exist.")
+
+
+async def test_watch_of_a_server_that_is_down_says_so_in_one_line_and_exits_2(served: Served) -> None:
+    """Not a 300-line traceback: where it looked, and why it found nothing."""
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    code, output = await _watch(served, "7d2c5a0e-3b7e-4a53-9d6c-0d1b7c4f2e11", "--url", url, "--token", "t")
+    assert code == 2
+    assert output.strip().splitlines() == [
+        f"cannot reach {url}: connection refused (is `livebatch serve` running there?)"
+    ], output
+
+
+async def test_watch_says_reconnecting_during_an_outage_and_goes_on_to_the_end(served: Served, proxy: Proxy) -> None:
+    async with served.http() as http:
+        # A third of attempts fail here: the error-rate guard (issue 13) could pause it, and `watch` wait for good.
+        batch = await create_batch(http, 30, error_rate_guard=False)
+        assert (await control(http, batch["id"], "pause")).status_code == 200  # nothing ends meanwhile
+        out = io.StringIO()
+        watching = asyncio.create_task(
+            watch_remote(Console(file=out, width=80), proxy.url, served.people["faculty"].token, batch["id"])
+        )
+        await wait_for_metric(http, "livebatch_open_streams", lambda n: n >= 1)  # it has the batch and its stream
+        proxy.cut()  # the network drops the stream; the client reconnects through it
+        await wait_until(lambda: _async("connection lost, reconnecting…" in out.getvalue()))
+        assert (await control(http, batch["id"], "resume")).status_code == 200
+        code = await asyncio.wait_for(watching, 90)
+    lines = out.getvalue().strip().splitlines()
+    assert "connection lost, reconnecting…" in lines and "reconnected" in lines, lines
+    assert lines.index("connection lost, reconnecting…") < lines.index("reconnected")
+    # The summary line, then what the batch used (issue 13).
+    assert re.fullmatch(rf"batch {batch['id']} \w+: \d+ completed, \d+ failed of 30 in \S+, .* tokens, .+", lines[-1])
+    assert code in (0, 1)
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -245,13 +245,22 @@ describe("recorded batch with retries and failures", () => {
     );
   });
 
-  test("a failure is announced once, politely", () => {
-    const failure = named(errors.events, "item.failed")[0];
+  test("a failure for good is announced once, politely; an attempt that will be retried is not", () => {
+    const failures = named(errors.events, "item.failed");
+    const attempt = failures.find((m) => dataOf(m).willRetry);
+    assert.deepEqual(play(errors, loadedFrom(errors.start), [attempt]).news, []);
+    const failure = failures.find((m) => !dataOf(m).willRetry);
     const state = play(errors, loadedFrom(errors.start), [failure]);
     const data = dataOf(failure);
-    assert.match(state.announcement.text, new RegExp(`^Item #${data.itemIndex + 1} failed`));
-    assert.ok(state.announcement.text.includes(data.errorMessage));
-    assert.equal(reduce(state, toAction(failure)).announcement, state.announcement);
+    assert.equal(state.news.length, 1);
+    assert.match(state.news[0].text, new RegExp(`^Item #${data.itemIndex + 1} failed \\(no retries left\\)`));
+    assert.ok(state.news[0].text.includes(data.errorMessage));
+    assert.equal(reduce(state, toAction(failure)).news, state.news);
+  });
+
+  test("the end is announced when the batch read after batch.complete says so", () => {
+    const state = play(errors, loadedFrom(errors.start), errors.events);
+    assert.match(state.news.at(-1).text, /^Batch completed with errors: \d+ of \d+ items generated, \d+ failed\.$/);
   });
 });
 
@@ -259,10 +268,17 @@ describe("recorded pause, resume and cancel", () => {
   test("the phase and the controls follow the server, and the end matches the API", () => {
     let state = loadedFrom(pauses.start);
     const seen = [[phase(state), state.batch.allowedActions]];
+    const heard = [];
     for (const [i, message] of pauses.events.entries()) {
       state = read(pauses, reduce(state, toAction(message, i)), i);
       if (seen.at(-1)[0] !== phase(state)) seen.push([phase(state), state.batch.allowedActions]);
+      for (const piece of state.news) if (!heard.some((h) => h.id === piece.id)) heard.push(piece);
     }
+    // The live region hears of the pause, the resume and the cancel (not of the start).
+    assert.deepEqual(
+      heard.map((piece) => piece.text.split(":")[0].replace(/\.$/, "")),
+      ["Batch paused", "Batch resumed", "Batch cancelled"],
+    );
     assert.deepEqual(seen, [
       ["queued", ["pause", "cancel"]],
       ["running", ["pause", "cancel"]],
@@ -375,8 +391,17 @@ describe("reading the batch again", () => {
       assert.deepEqual([state.items.get(0).willRetry, state.items.get(0).stopped], [false, true], "nothing will retry it");
       const retried = reduce(state, event(["6", "batch.retried", { batchId: "b", retriedItems: 2, retriedAt: "t" }]));
       const pending = refreshed(retried, { ...batch, lastEventId: 6, items: [] });
-      assert.deepEqual(feedEntries(pending), [], "Retry failed queues both again: no row until they start");
+      assert.deepEqual(feedEntries(pending), [], "an answer that lists no row: no row");
       assert.equal(pending.batch.finished, false);
+      // The server lists the items "Retry failed" queued again, not started yet: their rows stay, queued.
+      const queued = (row) => ({ itemId: row.itemId, itemIndex: row.itemIndex, status: "queued", retried: true, timestamp: "t" });
+      const listed = refreshed(retried, { ...batch, lastEventId: 6, items: failed.items.map(queued) });
+      assert.deepEqual(
+        feedEntries(listed).map((row) => [row.itemIndex, row.status, row.retried]),
+        [[0, "queued", true], [1, "queued", true]],
+      );
+      const running = reduce(listed, event(["7", "item.started", { itemId: "i1", itemIndex: 1, startedAt: "t" }]));
+      assert.deepEqual(feedEntries(running).map((row) => row.status), ["queued", "started"]);
     }
   });
 
@@ -520,5 +545,12 @@ describe("purity", () => {
     assert.ok(open.expanded.has(3) && !state.expanded.has(3));
     assert.ok(!reduce(open, { type: "toggle", index: 3 }).expanded.has(3));
     assert.equal(reduce(state, { type: "connection", value: "lost" }).connection, "lost");
+    const failed = reduce(state, { type: "filter", value: "failed" });
+    assert.equal(failed.filter, "failed");
+    assert.equal(state.filter, "all");
+    assert.equal(reduce(failed, { type: "filter", value: "failed" }), failed);
+    const expanded = reduce(state, { type: "expand", index: 4 });
+    assert.ok(expanded.expanded.has(4) && !state.expanded.has(4));
+    assert.equal(reduce(expanded, { type: "expand", index: 4 }), expanded, "opening an open row changes nothing");
   });
 });

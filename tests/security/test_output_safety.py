@@ -38,7 +38,10 @@ async def test_html_and_script_from_the_model_are_shown_as_text_and_run_nothing(
         await expect(row.locator(".error-detail")).to_contain_text(message)
         await _nothing_ran(page)
         if arrived_by == "stream":
-            await expect(page.locator("#announcer")).to_contain_text(HOSTILE)
+            # Announced as text (the failure, then the batch's end: the live region hears both in turn).
+            await expect(page.locator("#announcer")).to_contain_text("Batch failed")
+            announced = " ".join(await page.evaluate("window.__seen.announced"))
+            assert f"failed (no retries left): Validation failed: the model refused ({HOSTILE})" in announced
             await page.reload()
 
     site.fake.default, site.fake.latency_s = "ok", 0.0

@@ -1,7 +1,7 @@
 """Reading a batch's progress stream the way a client does (httpx + httpx-sse), and what to compare it with.
 
 The key sets are the brief's TypeScript interfaces, to the letter; `item.failed` may carry `errorKind` and
-`batch.progress` `cancelledItems` as well (the README's stream section), nothing else.
+`batch.progress` `cancelledItems` and `retryingItems` as well (the README's stream section), nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ SNAPSHOT = {
     "inProgressItems",
     "pendingItems",
     "cancelledItems",  # beyond the brief: what a cancel stopped (the README's stream section)
+    "retryingItems",  # beyond the brief: the pending items that will be tried again after a failed attempt
     "percentage",
     "estimatedTimeRemainingMs",
     "throughputRate",
@@ -200,16 +201,23 @@ async def wait_for_metric(
 def expected_counts(log: list[Logged], upto: int, total: int) -> dict[str, int]:
     """The snapshot counts implied by the log's events up to seq `upto` (no retry or cancel)."""
     started = completed = failed = attempts_failed = 0
+    retrying: set[int] = set()  # items whose last attempt failed and that will be tried again
+    over = False
     for seq, name, payload in log:
         if seq > upto:
             break
         if name == "item.started":
             started += 1
+            retrying.discard(payload["itemIndex"])
         elif name == "item.completed":
             completed += 1
         elif name == "item.failed":
             attempts_failed += 1
             failed += 0 if payload["willRetry"] else 1
+            if payload["willRetry"]:
+                retrying.add(payload["itemIndex"])
+        elif name == "batch.complete":
+            over = True
     in_progress = started - completed - attempts_failed
     return {
         "totalItems": total,
@@ -218,5 +226,6 @@ def expected_counts(log: list[Logged], upto: int, total: int) -> dict[str, int]:
         "inProgressItems": in_progress,
         "pendingItems": total - completed - failed - in_progress,
         "cancelledItems": 0,
+        "retryingItems": 0 if over else len(retrying),
         "percentage": completed * 100 // total,
     }

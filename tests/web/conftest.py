@@ -60,7 +60,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).parents[2] / "artifacts"
+ROOT = Path(__file__).parents[2]
+ARTIFACTS = ROOT / "artifacts"
+DESKTOP = (1280, 900)
+PHONE = (390, 844)
+# axe-core, fetched (pinned, checked) by `make test` into .vendor/: nothing is downloaded while tests run.
+AXE_SCRIPTS = sorted((ROOT / ".vendor").glob("axe-core-*/axe.min.js"))
 SCREENSHOTS = ARTIFACTS / "screenshots"
 ITEM_LATENCY = "timeout:0.2"  # the fake LLM answers each item after 200 ms
 WAIT_MS = 30_000  # a condition on a loaded 2-core machine: generous, and only ever the upper bound
@@ -102,6 +107,7 @@ class Server:
         """The fake back to plain, slightly slow answers, between tests."""
         self.fake.script.clear()
         self.fake.default = ITEM_LATENCY
+        self.fake.fail_randomly(0.0, ("ok",))  # no random failures left over from a test
 
 
 def _serve(settings: Settings, backend: Backend, port: int, log: Path) -> LiveProcess:
@@ -152,11 +158,15 @@ def shared_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def private_server(backend: Backend, make_settings: SettingsFactory, live_process: LiveFactory) -> Iterator[Server]:
-    """A server of the test's own, for a test that stops and restarts it."""
+def private_server(
+    request: pytest.FixtureRequest, backend: Backend, make_settings: SettingsFactory, live_process: LiveFactory
+) -> Iterator[Server]:
+    """A server of the test's own, for a test that stops and restarts it; settings of its own too, given
+    indirectly (`@pytest.mark.parametrize("private_server", [{"heartbeat_s": 1.0}], indirect=True)`)."""
     fake = FakeLLM(default=ITEM_LATENCY).start()
     port = free_port()
-    settings = make_settings(openai_base_url=fake.base_url, public_url=f"http://127.0.0.1:{port}", **SERVER_SETTINGS)
+    overrides = SERVER_SETTINGS | getattr(request, "param", {})
+    settings = make_settings(openai_base_url=fake.base_url, public_url=f"http://127.0.0.1:{port}", **overrides)
     args = ["serve", "--host", "127.0.0.1", "--port", str(port)] + (["--worker"] if backend.scaled else [])
     process = live_process(settings, *args, port=port)
     try:
@@ -207,10 +217,13 @@ class Site:
         response = await self.http.post(f"/api/v1/generation/batch/{batch_id}/{action}")
         assert response.status_code == 200, response.text
 
-    async def page(self, person: str = "faculty", *, signed_in: bool = True) -> Page:
+    async def page(
+        self, person: str = "faculty", *, signed_in: bool = True, viewport: tuple[int, int] = (1100, 900)
+    ) -> Page:
         """A new browser context (its own cookies), signed in as `person` with the session cookie that
-        the sign-in link sets."""
-        context = await self.browser.new_context(viewport={"width": 1100, "height": 900})
+        the sign-in link sets; `viewport` is its window (`PHONE`, say)."""
+        width, height = viewport
+        context = await self.browser.new_context(viewport={"width": width, "height": height})
         self.contexts.append(context)
         if signed_in:
             token = self.people[person].token
@@ -284,10 +297,10 @@ async def _new_people(settings: Settings) -> dict[str, Person]:
 def screenshot(backend: Backend) -> Callable[[Page, str], Awaitable[Path]]:
     """Saves a screenshot under artifacts/screenshots/ (ignored by git), named for the state and backend."""
 
-    async def take(page: Page, name: str) -> Path:
+    async def take(page: Page, name: str, *, full_page: bool = True) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}-{backend.kind}.png"
-        await page.screenshot(path=str(path), full_page=True)
+        await page.screenshot(path=str(path), full_page=full_page)
         return path
 
     return take
@@ -300,3 +313,14 @@ def record_metric(name: str, value: float, backend: Backend) -> None:
     metrics: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     metrics[f"{name}[{backend.kind}]"] = round(value, 1)
     path.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's script, as `make test` vendored it."""
+    if not AXE_SCRIPTS:
+        message = "the accessibility checks need axe-core in .vendor/ (make test fetches it: make axe)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return AXE_SCRIPTS[-1].read_text()

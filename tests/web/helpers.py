@@ -15,11 +15,13 @@ FINISHED = r"^(Completed|Completed with errors|Failed|Cancelled)$"
 
 # Records, from the first paint on, every value the bar took and every feed row inserted or removed.
 OBSERVE_PAGE = """
-window.__seen = { percentages: [], rowsAdded: 0, rowsRemoved: 0 };
+window.__seen = { percentages: [], rowsAdded: 0, rowsRemoved: 0, announced: [] };
 document.addEventListener("DOMContentLoaded", () => {
   const seen = window.__seen;
   new MutationObserver((mutations) => {
     for (const m of mutations) {
+      const live = m.target.nodeType === 1 ? m.target : m.target.parentElement;
+      if (live && live.id === "announcer" && live.textContent) seen.announced.push(live.textContent);
       if (m.type === "attributes" && m.target.getAttribute("role") === "progressbar") {
         const value = Number(m.target.getAttribute("aria-valuenow"));
         if (seen.percentages.at(-1) !== value) seen.percentages.push(value);
@@ -29,7 +31,9 @@ document.addEventListener("DOMContentLoaded", () => {
         seen.rowsRemoved += [...m.removedNodes].filter((n) => n.nodeName === "LI").length;
       }
     }
-  }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+  }).observe(document.body, {
+    subtree: true, childList: true, characterData: true, attributes: true, attributeFilter: ["aria-valuenow"],
+  });
 });
 """
 
@@ -124,6 +128,7 @@ def api_counts(detail: dict[str, Any]) -> dict[str, int]:
         "in-progress": s["inProgressItems"],
         "failed": s["failedItems"],
         "pending": s["pendingItems"],
+        "retrying": s["retryingItems"],  # a part of the pending ones, shown beside the counts
     }
 
 
@@ -150,10 +155,11 @@ async def wait_for_rows(page: Page, at_least: int) -> None:
     await page.wait_for_function("(n) => document.querySelectorAll('#feed-list > li').length >= n", arg=at_least)
 
 
-async def paused_batch(site: Site, count: int) -> tuple[str, Page]:
+async def paused_batch(site: Site, count: int, **guards: Any) -> tuple[str, Page]:
     """A batch paused as soon as it exists, on a page that shows it paused with nothing running: the
-    test then decides when work happens (no race between the batch and the page loading)."""
-    batch_id = await site.create_batch(count)
+    test then decides when work happens (no race between the batch and the page loading). `guards` as for
+    `Site.create_batch`."""
+    batch_id = await site.create_batch(count, **guards)
     await site.post(batch_id, "pause")
     page = await site.page()
     await page.add_init_script(OBSERVE_PAGE)
@@ -174,3 +180,22 @@ async def assert_page_matches_api(page: Page, site: Site, batch_id: str) -> dict
     await expect(page.locator('[data-field="percentage"]')).to_have_text(percentage)
     await expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", percentage)
     return detail
+
+
+# axe-core's rules, all of them; a test fails on any violation of impact serious or critical.
+RUN_AXE = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).slice(0, 5).join(", ")}`);
+}"""
+
+
+async def accessibility_problems(page: Page, axe_source: str) -> list[str]:
+    """The serious and critical violations axe-core finds on the page as it is now. Loaded through the
+    DevTools protocol (`evaluate`), which the page's Content-Security-Policy does not stop, unlike a
+    script tag; the page itself is left as it is served."""
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        await page.evaluate(axe_source + "\n;undefined")
+    problems: list[str] = await page.evaluate(RUN_AXE)
+    return problems

@@ -4,8 +4,10 @@ them; plain HTML responses are fine over ASGITransport."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import quote
 from uuid import UUID, uuid4
 
@@ -163,6 +165,32 @@ async def test_an_unknown_batch_or_page_is_a_404_page(
     assert '<h1 id="error-title">Not found</h1>' in response.text
 
 
+async def test_error_pages_keep_the_nav_bar(
+    web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person]
+) -> None:
+    """A 403 or 404 page is no dead end: the way back to the batches and to a new one is where it always is."""
+    theirs = await make_batch(quiet_parts, people["other"].user)
+    for path, status in ((f"/faculty/generate/batch/{theirs.id}", 403), ("/faculty/nothing-here", 404)):
+        response = await web.get(path, headers=signed_in(people["faculty"]))
+        assert response.status_code == status
+        assert '<nav aria-label="Main">' in response.text
+        assert (
+            'href="/faculty/generate/batches"' in response.text
+            and 'href="/faculty/generate/batch/new"' in response.text
+        )
+
+
+def test_one_ellipsis_everywhere() -> None:
+    """Text the pages show ends with "…", never "...": in the templates and in the modules' strings (a
+    spread `...x` is code, never inside quotes)."""
+    web = Path(pages.__file__).parent
+    for template in (web / "templates").glob("*.html"):
+        assert "..." not in template.read_text(), template.name
+    for module in (web / "static").glob("*.js"):
+        code = re.sub(r"^\s*//.*$|^\s*/?\*.*$", "", module.read_text(), flags=re.MULTILINE)  # comments aside
+        assert not re.findall(r"[\"'`][^\"'`\n]*\.\.\.[^\"'`\n]*[\"'`]", code), module.name
+
+
 async def test_the_api_keeps_answering_json_errors(web: httpx.AsyncClient, people: dict[str, Person]) -> None:
     response = await web.get(f"/api/v1/generation/batch/{uuid4()}", headers=signed_in(people["faculty"]))
     assert response.status_code == 404
@@ -293,7 +321,20 @@ async def test_pages_send_a_strict_content_security_policy(web: httpx.AsyncClien
     assert page.headers["x-content-type-options"] == "nosniff"
 
 
-@pytest.mark.parametrize("name", ["page.js", "reduce.js", "render.js", "format.js", "new.js", "localtime.js"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "page.js",
+        "reduce.js",
+        "render.js",
+        "format.js",
+        "new.js",
+        "localtime.js",
+        "eta.js",
+        "feedtools.js",
+        "confirm.js",
+    ],
+)
 async def test_the_modules_are_served_as_javascript_and_revalidated(web: httpx.AsyncClient, name: str) -> None:
     response = await web.get(f"/static/{name}")
     assert response.status_code == 200

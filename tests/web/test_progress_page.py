@@ -13,6 +13,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from livebatch.db import Database
+from livebatch.terminal import cli_command
 from tests.checks import assert_consistent
 from tests.web.conftest import Site, record_metric
 from tests.web.helpers import (
@@ -104,7 +105,7 @@ async def test_a_server_restart_shows_disconnected_then_recovers_on_its_own(
     await wait_for_count(page, "completed", 3)
 
     await asyncio.to_thread(site.server.process.stop)
-    await expect(connection(page)).to_have_text("Connection lost, reconnecting...")
+    await expect(connection(page)).to_have_text("Connection lost, reconnecting…")
     await expect(page.locator("main")).to_have_attribute("data-connection", "lost")
     await screenshot(page, "disconnected")
 
@@ -128,12 +129,12 @@ async def test_the_page_shows_connecting_until_the_batch_api_answers(site: Site)
     gate = Gate()
     await page.route(re.compile(rf"/api/v1/generation/batch/{batch_id}$"), gate)
     await page.goto(f"{site.base_url}/faculty/generate/batch/{batch_id}")
-    await expect(page.get_by_text("Connecting to batch progress...")).to_be_visible()
+    await expect(page.get_by_text("Connecting to batch progress…")).to_be_visible()
     await expect(page.locator("main")).to_have_attribute("data-phase", "connecting")
     await expect(page.locator("#summary")).to_be_hidden()
     await until(lambda: bool(gate.held))
     gate.open()
-    await expect(page.get_by_text("Connecting to batch progress...")).to_be_hidden()
+    await expect(page.get_by_text("Connecting to batch progress…")).to_be_hidden()
     await expect(badge(page)).to_have_text(re.compile(r"^(Queued|Running|Completed)$"))
     await expect(badge(page)).to_have_text("Completed")
 
@@ -160,7 +161,8 @@ async def test_the_sign_in_link_from_the_cli_lands_on_the_progress_page(site: Si
     page = await site.page(signed_in=False)
     await page.goto(f"{site.base_url}{path}")
     await expect(page).to_have_url(re.compile(r"/signin\?next="))
-    await expect(page.locator("code").first).to_have_text(f"livebatch login-link --next '{path}'")
+    # The command as this installation runs it (`.venv/bin/livebatch` from the project's directory).
+    await expect(page.locator("code").first).to_have_text(f"{cli_command()} login-link --next '{path}'")
 
     await page.goto(link)
     await expect(page).to_have_url(f"{site.base_url}{path}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Dialog, Page, Route, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.web.conftest import ITEM_LATENCY, Site
 from tests.web.helpers import (
@@ -53,6 +53,9 @@ async def test_pause_and_resume_buttons_stop_and_restart_the_batch(site: Site) -
 
     await page.get_by_role("button", name="Pause").click()
     await expect(badge(page)).to_have_text("Paused")
+    # The focus stays on the control: Resume took Pause's place, so a second Enter resumes.
+    await expect(page.get_by_role("button", name="Resume")).to_be_focused()
+    await expect(page.locator("#announcer")).to_have_text(re.compile(r"^Batch paused: \d+ of 24 items generated\.$"))
     await expect(page.locator('[data-field="eta"]')).to_have_text("Paused")
     await expect(page.locator('[data-field="notice"]')).to_contain_text("no new item starts until you resume")
     await expect(page.get_by_role("button", name="Pause")).to_be_hidden()
@@ -82,11 +85,18 @@ async def test_completed_with_errors_shows_failed_rows_that_expand(site: Site, s
     await expect(page.locator('[data-field="notice"]')).to_contain_text(f"{failed} failed")
     await expect(page.get_by_role("button", name="Retry failed")).to_be_visible()
     await expect(page.get_by_role("link", name="View generated items")).to_be_visible()
-    announced = await page.locator("#announcer").text_content()
+    # The live region (polite) heard each failure for good and the end, and no attempt that was retried.
     assert await page.locator("#announcer").get_attribute("aria-live") == "polite"
-    assert re.match(
-        r"Item #\d+ failed \(no retries left\): Validation failed: options B and D are identical", announced or ""
+    await expect(page.locator("#announcer")).to_have_text(
+        f"Batch completed with errors: {8 - failed} of 8 items generated, {failed} failed."
     )
+    announced: list[str] = (await page.evaluate("window.__seen"))["announced"]
+    said = " ".join(announced)
+    failures = re.findall(
+        r"Item #\d+ failed \(no retries left\): Validation failed: options B and D are identical", said
+    )
+    assert len(failures) == said.count("Item #") == failed, announced
+    assert "will retry" not in said
 
     rows = page.locator("#feed-list > li.failed")
     await expect(rows).to_have_count(failed)
@@ -146,13 +156,30 @@ async def test_cancel_asks_first_then_cancels_the_batch(site: Site) -> None:
     await page.get_by_role("button", name="Resume").click()
     await wait_for_count(page, "completed", 2)
 
-    async def accept(dialog: Dialog) -> None:
-        assert dialog.type == "confirm" and "Cancel this batch?" in dialog.message
-        await dialog.accept()
+    # The page's own dialog, its buttons named for what they do (not the browser's OK and Cancel).
+    cancel = page.locator('[data-action="cancel"]')
+    await cancel.click()
+    dialog = page.get_by_role("dialog", name="Cancel this batch?")
+    await expect(dialog).to_be_visible()
+    await expect(dialog).to_contain_text("Items not generated yet will not be")
+    keep = dialog.get_by_role("button", name="Keep running")
+    await expect(keep).to_be_focused()  # the safe choice is the default
+    await keep.click()
+    await expect(dialog).to_be_hidden()
+    await expect(cancel).to_be_focused()  # back on the control
+    await expect(badge(page)).to_have_text("Running")
+    await page.keyboard.press("Enter")  # again, from the keyboard; Escape keeps it running too
+    await expect(dialog).to_be_visible()
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(badge(page)).to_have_text("Running")
 
-    page.once("dialog", accept)
-    await page.get_by_role("button", name="Cancel batch").click()
+    await cancel.click()
+    await dialog.get_by_role("button", name="Cancel batch").click()
     await expect(badge(page)).to_have_text("Cancelled")
+    # No control is left: the focus goes to the notice that says what happened, and so does the live region.
+    await expect(page.locator('[data-field="notice"]')).to_be_focused()
+    await expect(page.locator("#announcer")).to_have_text(re.compile(r"^Batch cancelled: \d+ of 40 items had been"))
     detail = await assert_page_matches_api(page, site, batch_id)
     assert detail["status"] == "cancelled" and detail["snapshot"]["completedItems"] < 40
     for name in ("Pause", "Resume", "Cancel batch", "Retry failed"):

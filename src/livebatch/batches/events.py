@@ -1,11 +1,11 @@
 """The SSE payloads, one class per event name; snake_case here, camelCase on the wire (the brief's names).
 
 `batch.paused`, `batch.resumed` and `batch.retried` go beyond the brief: the brief's `batch.progress`
-carries no status, and the page must show a pause or a retry as it happens. So does `cancelledItems` in
-`batch.progress`, and `errorKind` in `item.failed`. Issue 13 adds, and a client that ignores it loses
-nothing: `reason` in `batch.paused` (who or what paused it), the ETA range and the batch's tokens and cost
-in `batch.progress`, and `batch.reset`, which is never logged: a stream sends it when the client's
-`Last-Event-ID` names an event that was pruned from the log.
+carries no status, and the page must show a pause or a retry as it happens. So do `cancelledItems` and
+`retryingItems` in `batch.progress`, and `errorKind` in `item.failed`. Issue 13 adds, and a client that
+ignores it loses nothing: `reason` in `batch.paused` (who or what paused it), the ETA range and the batch's
+tokens and cost in `batch.progress`, and `batch.reset`, which is never logged: a stream sends it when the
+client's `Last-Event-ID` names an event that was pruned from the log.
 """
 
 from __future__ import annotations
@@ -120,7 +120,9 @@ class BatchProgressSnapshot(WireModel):
     """`batch.progress`: derived, never logged; sent on connect, coalesced, and before `batch.complete`.
 
     `cancelledItems` goes beyond the brief, whose four counts have no place for the items a cancel
-    stopped: completed + failed + in progress + pending + cancelled = total in every snapshot. So do the
+    stopped: completed + failed + in progress + pending + cancelled = total in every snapshot. So does
+    `retryingItems`: the pending items whose last attempt failed and that will be tried again (a part of
+    `pendingItems`, in no sum), so that a page can say "2 retrying" while `failedItems` is still 0. So do the
     fields after `throughputRate` (issue 13): the ETA's 10th-90th percentile range (null before the first
     completion), and the tokens and cost of every attempt recorded so far, failed ones included (`cost` is
     null while any attempt's model has no price: unknown, never 0). They are sent as null, never left out."""
@@ -133,6 +135,7 @@ class BatchProgressSnapshot(WireModel):
     in_progress_items: int
     pending_items: int
     cancelled_items: int
+    retrying_items: int = 0
     percentage: int
     estimated_time_remaining_ms: int
     throughput_rate: float

@@ -9,11 +9,12 @@ Python work of the same Core one, and nothing here needs the ORM's part.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import BigInteger, Integer, and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import BigInteger, Integer, and_, bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -106,7 +107,17 @@ async def undispatch(session: AsyncSession, batch_id: UUID, item_ids: Sequence[U
     return _rowcount(await session.execute(stmt))
 
 
-async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> int | None:
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What a claim took: the attempt number (it fences the result), the item's requeues (its draw), and
+    whether the item was waiting for a retry (the batch's `retrying_items` counts it until now)."""
+
+    attempt: int
+    requeues: int
+    was_retrying: bool
+
+
+async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> Claimed | None:
     """Takes a dispatched item: the conditional update is the claim, so of two deliveries only one wins,
     and a stray delivery of an item the batch's window never dispatched (a redelivered message, a duplicate
     from the sweeper) takes nothing, so the window bounds the batch's concurrency.
@@ -122,10 +133,10 @@ async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lea
             started_at=now,
             dispatched_at=None,
         )
-        .returning(_c.attempts)
+        .returning(_c.attempts, _c.requeues, _c.will_retry)
     )
-    attempt: int | None = (await session.execute(stmt)).scalar_one_or_none()
-    return attempt
+    row = (await session.execute(stmt)).one_or_none()
+    return None if row is None else Claimed(row[0], row[1], bool(row[2]))
 
 
 # What an attempt's usage adds to its item, built once: the statement every attempt runs gets these
@@ -273,13 +284,14 @@ async def cancel_open_items(session: AsyncSession, batch_id: UUID) -> int:
 
 
 async def requeue_failed_items(session: AsyncSession, batch_id: UUID, *, now: datetime) -> int:
-    """Makes the batch's failed items pending again, with every attempt to come; how many."""
+    """Makes the batch's failed items pending again, with every attempt to come and a fresh draw; how many."""
     stmt = (
         update(Item)
         .where(Item.batch_id == batch_id, Item.status == ItemStatus.failed)
         .values(
             status=PENDING,
             attempts=0,
+            requeues=Item.requeues + 1,
             next_attempt_at=now,
             dispatched_at=None,
             last_error=None,
@@ -344,11 +356,19 @@ async def undersupplied_batches(session: AsyncSession) -> list[UUID]:
 
 
 async def feed_items(session: AsyncSession, batch_id: UUID, *, limit: int) -> list[Item]:
-    """The items the feed shows (every item attempted at least once), the `limit` highest indexes."""
-    stmt = select(Item).where(Item.batch_id == batch_id, Item.attempts > 0).order_by(Item.idx.desc()).limit(limit)
+    """The items the feed shows (every item attempted at least once, or queued again by "Retry failed"), the
+    `limit` highest indexes."""
+    shown = or_(Item.attempts > 0, Item.requeues > 0)
+    stmt = select(Item).where(Item.batch_id == batch_id, shown).order_by(Item.idx.desc()).limit(limit)
     return list(reversed(list((await session.execute(stmt)).scalars())))
 
 
 async def count_items_by_status(session: AsyncSession, batch_id: UUID) -> dict[str, int]:
     stmt = select(Item.status, func.count()).where(Item.batch_id == batch_id).group_by(Item.status)
     return {str(status): int(n) for status, n in (await session.execute(stmt)).all()}
+
+
+async def count_retrying(session: AsyncSession, batch_id: UUID) -> int:
+    """Items of the batch pending again after a failed attempt (what `retrying_items` counts)."""
+    stmt = select(func.count()).select_from(ITEMS).where(_c.batch_id == batch_id, _c.status == PENDING, _c.will_retry)
+    return int((await session.execute(stmt)).scalar_one())

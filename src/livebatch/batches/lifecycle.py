@@ -71,6 +71,7 @@ def snapshot_of(batch: Batch) -> BatchProgressSnapshot:
         in_progress=batch.in_progress_items,
         pending=batch.pending_items,
         cancelled=batch.cancelled_items,
+        retrying=batch.retrying_items,
         window=batch.completion_window,
         concurrency=batch.concurrency,
         item_prior_ms=batch.item_prior_ms,
@@ -221,7 +222,9 @@ async def fail_attempt(
         await add_discarded(uow, batch, attempt, failure.charge)
         return False
     batch.in_progress_items -= 1
-    if not will_retry:
+    if will_retry:
+        batch.retrying_items += 1
+    else:
         batch.failed_items += 1
     count_attempt(batch, failure.charge, failed=True)
     await append(uow, batch, _failed_event(attempt, failure.kind, failure.message, will_retry), now=now)

@@ -47,6 +47,8 @@ class Batch(Base):
     failed_items: Mapped[int] = mapped_column(default=0)
     in_progress_items: Mapped[int] = mapped_column(default=0)
     cancelled_items: Mapped[int] = mapped_column(default=0)
+    # Pending items whose last attempt failed and that will be tried again: a subset of the pending ones.
+    retrying_items: Mapped[int] = mapped_column(default=0)
     last_seq: Mapped[int] = mapped_column(default=0)
     active_ms: Mapped[int] = mapped_column(default=0)
     running_since: Mapped[datetime | None]
@@ -110,6 +112,8 @@ class Item(Base):
     cost_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
     unpriced_attempts: Mapped[int] = mapped_column(default=0)
     usage_attempt: Mapped[int] = mapped_column(default=0)
+    # Times "Retry failed" queued the item again (its attempts start over): its next attempts draw afresh.
+    requeues: Mapped[int] = mapped_column(default=0)
 
 
 class GeneratedItem(Base):

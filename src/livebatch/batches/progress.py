@@ -79,6 +79,11 @@ def push_completion(window: Sequence[int], at_ms: int) -> list[int]:
     return [*window, at_ms][-(WINDOW + 1) :]
 
 
+def run_rate_per_minute(completed: int, active_ms: int) -> float:
+    """Items per minute over a whole run: every completion over the active time (0 without either)."""
+    return 0.0 if completed <= 0 or active_ms <= 0 else completed * 60_000 / active_ms
+
+
 def active_clock_ms(active_ms: int, running_since: datetime | None, now: datetime) -> int:
     """Active time so far: what was accumulated, plus the current running period."""
     if running_since is None:
@@ -100,8 +105,10 @@ def snapshot(
     item_prior_ms: int,
     finished: bool,
     usage: Totals = Totals(),  # noqa: B008 (frozen: one shared instance is fine)
+    retrying: int = 0,
 ) -> BatchProgressSnapshot:
-    """The batch's figures; `finished`: it is over, so nothing left will run (until a retry)."""
+    """The batch's figures; `finished`: it is over, so nothing left will run (until a retry). `retrying`:
+    the pending items that failed an attempt and wait to be tried again (none once the batch is over)."""
     left = 0 if finished else pending + in_progress
     eta = estimate_ms(left, window, concurrency=concurrency, item_prior_ms=item_prior_ms)
     eta_range = eta_range_ms(left, window, point_ms=eta)
@@ -113,6 +120,7 @@ def snapshot(
         in_progress_items=in_progress,
         pending_items=pending,
         cancelled_items=cancelled,
+        retrying_items=0 if finished else retrying,
         percentage=percentage(completed, total),
         estimated_time_remaining_ms=eta,
         throughput_rate=round(throughput_per_minute(window), 2),

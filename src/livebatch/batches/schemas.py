@@ -17,6 +17,7 @@ from livebatch.batches.accounting import to_units
 from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, PauseReason, WireModel
 from livebatch.batches.guards import ERROR_WINDOW, Budget, recent_failures
 from livebatch.batches.models import Batch, GeneratedItem, Item
+from livebatch.batches.progress import run_rate_per_minute
 from livebatch.batches.questions import LABELS, Difficulty, Label, Option, Question
 from livebatch.batches.status import Action, BatchStatus, ItemStatus, allowed_actions
 from livebatch.clock import iso, iso_or_none
@@ -119,9 +120,21 @@ class BatchRead(BaseModel):
         default=None, serialization_alias="pauseReason", description="Why it is paused; null unless paused"
     )
     guards: GuardsRead | None = Field(default=None, description="What its budget and error-rate guards see")
+    active_ms: int = Field(
+        serialization_alias="activeMs",
+        description="Time it has run, paused time excluded, up to `runningSince` (or in all, when not running)",
+    )
+    running_since: str | None = Field(
+        serialization_alias="runningSince", description="When its current running period began; null unless running"
+    )
+    run_rate: float | None = Field(
+        serialization_alias="runRate",
+        description="Once it is over: items per minute over the whole run (completed items over `activeMs`)",
+    )
 
     @classmethod
     def of(cls, batch: Batch, course: Course | None, snapshot: BatchProgressSnapshot) -> BatchRead:
+        finished = batch.status.is_terminal
         return cls(
             id=str(batch.id),
             status=batch.status,
@@ -140,10 +153,13 @@ class BatchRead(BaseModel):
             completed_at=iso_or_none(batch.completed_at),
             snapshot=snapshot,
             status_label=batch.status.label,
-            finished=batch.status.is_terminal,
+            finished=finished,
             allowed_actions=list(allowed_actions(batch.status)),
             pause_reason=batch.pause_reason if batch.status == BatchStatus.paused else None,  # type: ignore[arg-type]
             guards=GuardsRead.of(batch),
+            active_ms=batch.active_ms,
+            running_since=iso_or_none(batch.running_since),
+            run_rate=round(run_rate_per_minute(batch.completed_items, batch.active_ms), 2) if finished else None,
         )
 
 
@@ -155,17 +171,20 @@ class FeedEntry(WireModel):
     """One row of the page's item feed (the brief's `BatchItemFeedEntry`, plus the retry information).
 
     A field the brief marks optional (`generationId?: string`) is left out when it has no value, never
-    sent as null: the same shape as an entry the page builds from the stream's events."""
+    sent as null: the same shape as an entry the page builds from the stream's events. Beyond the brief's
+    statuses: `cancelled`, and `queued` (with `retried`) for an item "Retry failed" queued again that has
+    not started yet, so that its row stays in the feed instead of vanishing until it runs."""
 
     item_id: str
     item_index: int
-    status: Literal["started", "completed", "failed", "cancelled"]
+    status: Literal["started", "completed", "failed", "cancelled", "queued"]
     generation_id: str | None = Field(default=None, exclude_if=_is_none)
     error_message: str | None = Field(default=None, exclude_if=_is_none)
     error_kind: ErrorKind | None = Field(default=None, exclude_if=_is_none)
     retry_count: int | None = Field(default=None, exclude_if=_is_none)
     will_retry: bool | None = Field(default=None, exclude_if=_is_none)
     stopped: bool | None = Field(default=None, exclude_if=_is_none)
+    retried: bool | None = Field(default=None, exclude_if=_is_none)
     duration_ms: int | None = Field(default=None, exclude_if=_is_none)
     timestamp: str
 
@@ -188,6 +207,9 @@ class FeedEntry(WireModel):
             )
         if status == ItemStatus.cancelled:
             return cls(item_id=str(item.id), item_index=item.idx, status="cancelled", timestamp=iso(moment))
+        if status == ItemStatus.pending and item.attempts == 0:  # queued again by "Retry failed"
+            queued_at = iso(item.next_attempt_at)
+            return cls(item_id=str(item.id), item_index=item.idx, status="queued", retried=True, timestamp=queued_at)
         # failed for good, or pending again after a failed attempt
         stopped = item.will_retry and batch_status == BatchStatus.failed
         return cls(

@@ -49,6 +49,15 @@ class BudgetReached(Conflict):
     code = "BUDGET_REACHED"
 
 
+class InvalidBatchConfig(BadRequest):
+    """A config the rules refuse; `field` names what was wrong as the API does, so that the CLI can name its
+    own option instead (`--count`, not `targetCount`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """What a new batch gets from the settings: the caps it is checked against, its concurrency, and the
@@ -92,9 +101,10 @@ def assign_difficulties(count: int, mix: DifficultyDistribution) -> list[str]:
 async def create_batch(uow: UnitOfWork, spec: BatchCreate, *, owner: User, limits: Limits, now: datetime) -> Batch:
     session = uow.session
     if spec.target_count > limits.max_target_count:
-        raise BadRequest(f"targetCount must be at most {limits.max_target_count}, not {spec.target_count}.")
+        message = f"targetCount must be at most {limits.max_target_count}, not {spec.target_count}."
+        raise InvalidBatchConfig("targetCount", message)
     if await courses.get_course(session, spec.course_id) is None:
-        raise BadRequest(f"Course {spec.course_id!r} does not exist.")
+        raise InvalidBatchConfig("courseId", f"Course {spec.course_id!r} does not exist.")
     _check_budget(spec.budget, limits)
     if await repository.count_active_batches(session, owner.id) >= limits.max_active_batches:
         raise TooManyActiveBatches(
@@ -145,6 +155,7 @@ async def cancel_batch(uow: UnitOfWork, batch_id: UUID, *, user: User, now: date
     # In-flight attempts are cancelled too: their results arrive to an item no longer in progress.
     batch.cancelled_items += await item_repository.cancel_open_items(uow.session, batch.id)
     batch.in_progress_items = 0
+    batch.retrying_items = 0  # no item is pending any more
     await finish(uow, batch, BatchStatus.cancelled, now=now)
     return batch
 

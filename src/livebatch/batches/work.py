@@ -44,6 +44,7 @@ class Claim:
     course_title: str
     question_type: str
     started_at: datetime
+    requeues: int = 0  # times "Retry failed" queued the item again: a provider may draw afresh on it
 
     @property
     def held(self) -> Attempt:
@@ -71,24 +72,27 @@ async def claim_item(uow: UnitOfWork, item_id: UUID, *, now: datetime, lease: ti
         return None
     if item.next_attempt_at > now:
         return NotYet(item.next_attempt_at)
-    number = await item_repository.claim_item(uow.session, item_id, now=now, lease=lease)
-    if number is None:
+    claimed = await item_repository.claim_item(uow.session, item_id, now=now, lease=lease)
+    if claimed is None:
         return None
     if batch.status == BatchStatus.queued:
         batch.status = BatchStatus.running
         batch.running_since = now
         batch.started_at = batch.started_at or now
     batch.in_progress_items += 1
+    if claimed.was_retrying:
+        batch.retrying_items -= 1
     await append(uow, batch, ItemStarted(item_id=str(item_id), item_index=item.idx, started_at=iso(now)), now=now)
     return Claim(
         item_id=item_id,
         batch_id=batch.id,
         item_index=item.idx,
-        attempt=number,
+        attempt=claimed.attempt,
         difficulty=item.difficulty,
         course_title=course_title,
         question_type=str(batch.config.get("questionType", "single-best-answer")),
         started_at=now,
+        requeues=claimed.requeues,
     )
 
 
@@ -125,8 +129,11 @@ async def complete_item(
     batch.in_progress_items -= 1
     batch.completed_items += 1
     count_attempt(batch, charge, failed=False)
-    clock = progress.active_clock_ms(batch.active_ms, batch.running_since, now)
-    batch.completion_window = progress.push_completion(batch.completion_window, clock)
+    if batch.running_since is not None:
+        # Paused, the active clock stands still: items finishing then would squeeze the window's span and
+        # make the rate climb while nothing new starts. The throughput stays as it was at the pause.
+        clock = progress.active_clock_ms(batch.active_ms, batch.running_since, now)
+        batch.completion_window = progress.push_completion(batch.completion_window, clock)
     event = ItemCompleted(
         item_id=str(claim.item_id),
         item_index=claim.item_index,

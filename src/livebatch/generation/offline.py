@@ -1,10 +1,12 @@
 """The offline provider: realistic latency, occasional failures, well-formed items, no network.
 
-Everything is drawn from a random generator seeded by (batch, item, attempt), so a run can be replayed:
-the same item gets the same question, and the same attempt fails the same way. Each answer reports
-plausible usage, priced as the model `offline`: the prompt a real provider would get (about 200 tokens),
-and about a token per four characters of the item written; an attempt that got no answer (a timeout, a
-429, a 503) reports none.
+Everything is drawn from a random generator seeded by (batch, item, requeues, attempt), so a run can be
+replayed: the same item gets the same question, and the same attempt fails the same way. `requeues` counts
+the times "Retry failed" queued the item again, which starts its attempts over: without it in the seed, a
+retried item would draw its first attempts again and fail exactly as before. Each answer reports plausible
+usage, priced as the model `offline`: the prompt a real provider would get (about 200 tokens), and about a
+token per four characters of the item written; an attempt that got no answer (a timeout, a 429, a 503)
+reports none.
 """
 
 from __future__ import annotations
@@ -200,9 +202,15 @@ def compose(request: ItemRequest) -> Question:
     )
 
 
+def _seed(request: ItemRequest) -> str:
+    # A first run keeps the seed it always had (recorded runs replay the same); a requeued item draws anew.
+    draw = f"{request.requeues}:" if request.requeues else ""
+    return f"{request.batch_id}:{request.item_index}:{draw}{request.attempt}"
+
+
 def usage_of(request: ItemRequest, question: Question) -> Usage:
     """Plausible token counts for one answer: a prompt of about 200 tokens, a token per 4 characters written."""
-    rng = random.Random(f"{request.batch_id}:{request.item_index}:{request.attempt}:usage")
+    rng = random.Random(f"{_seed(request)}:usage")
     written = len(question.stem) + len(question.explanation) + sum(len(o.text) + 12 for o in question.options)
     return Usage(prompt_tokens=190 + rng.randint(0, 20), completion_tokens=written // 4 + 40, model=OFFLINE_MODEL)
 
@@ -222,7 +230,7 @@ class OfflineProvider:
         self._sleep = sleep  # the latency's only effect; a test can watch it instead of waiting
 
     async def generate(self, request: ItemRequest) -> Generated:
-        rng = random.Random(f"{request.batch_id}:{request.item_index}:{request.attempt}")
+        rng = random.Random(_seed(request))
         if self.latency_ms:
             await self._sleep(self.latency_ms * rng.uniform(0.5, 1.5) / 1000)
         question = compose(request)

@@ -28,6 +28,7 @@ class ItemRequest:
     course_title: str
     question_type: str
     difficulty: str
+    requeues: int = 0  # times "Retry failed" queued the item again; `attempt` starts over at each
 
 
 @dataclass(frozen=True, slots=True)

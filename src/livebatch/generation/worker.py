@@ -166,6 +166,7 @@ class Worker:
             course_title=claim.course_title,
             question_type=claim.question_type,
             difficulty=claim.difficulty,
+            requeues=claim.requeues,
         )
         started = time.perf_counter()
         question: Question | None = None

@@ -24,9 +24,13 @@ from livebatch.batches.questions import answer_key_skew
 from livebatch.batches.schemas import MAX_ITEM_INDEX
 from livebatch.courses import repository as courses
 from livebatch.deps import ReadSessionDep, SettingsDep
+from livebatch.terminal import cli_command
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+# The command the pages tell a visitor to run (`.venv/bin/livebatch` in the project's directory, as `make
+# demo` prints it), so that it works when pasted.
+TEMPLATES.env.globals["cli"] = cli_command()
 HISTORY_PAGE = 25
 ITEMS_PAGE = 50
 
@@ -70,12 +74,9 @@ def error_page(request: Request, status_code: int, message: str) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/signin?next={quote(target, safe='/')}", status_code=303)
     titles = {403: "Not available to you", 404: "Not found", 422: "That address is not valid"}
-    return render(
-        request,
-        "error.html",
-        {"title": titles.get(status_code, "Something went wrong"), "message": message, "status": status_code},
-        status_code=status_code,
-    )
+    # The nav bar too: a 403 or 404 is a dead end otherwise (who is signed in is not known here).
+    context = {"title": titles.get(status_code, "Something went wrong"), "message": message, "status": status_code}
+    return render(request, "error.html", {**context, "nav_always": True}, status_code=status_code)
 
 
 def render(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200) -> HTMLResponse:
@@ -129,10 +130,14 @@ async def new_batch_page(
 
 
 @router.get("/faculty/generate/batch/{batch_id}")
-async def progress_page(request: Request, batch_id: str, session: ReadSessionDep, user: FacultyUser) -> Response:
+async def progress_page(
+    request: Request, batch_id: str, session: ReadSessionDep, user: FacultyUser, settings: SettingsDep
+) -> Response:
     batch = await reads.get_owned_batch(session, service.parse_batch_id(batch_id), user)
     read = await reads.batch_read(session, batch)
-    context = {"user": user, "batch_id": read.id, "course_title": read.course.title}
+    # The page takes a stream that sent nothing for two heartbeat intervals as lost (a hung server).
+    heartbeat_ms = round(settings.heartbeat_s * 1000)
+    context = {"user": user, "batch_id": read.id, "course_title": read.course.title, "heartbeat_ms": heartbeat_ms}
     return render(request, "progress.html", context)
 
 

@@ -1,7 +1,8 @@
-// Shows server times (`<time datetime="..." data-local>`, rendered in UTC) in the reader's time zone.
+// Shows server times (`<time datetime="..." data-local>`, rendered in UTC) in the reader's time zone, in the
+// one format of every page (format.js).
+import { formatWhen } from "./format.js";
+
 for (const node of document.querySelectorAll("time[data-local]")) {
-  const date = new Date(node.getAttribute("datetime"));
-  if (!Number.isNaN(date.getTime())) {
-    node.textContent = date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
-  }
+  const words = formatWhen(node.getAttribute("datetime"));
+  if (words) node.textContent = words;
 }

@@ -3,7 +3,16 @@
 // changed the batch itself, the batch API again (the server says what the batch is now). EventSource
 // reconnects by itself (sending Last-Event-ID) while the page shows "disconnected"; the page closes it on
 // `batch.complete`, and opens a new one when "Retry failed" sets a finished batch running again.
+//
+// A server that hangs (a stopped process, a dead proxy) closes nothing, so EventSource would wait for ever
+// and the page would say "Live": a stream that has sent nothing, not even a heartbeat, for two heartbeat
+// intervals is taken as lost, closed, and opened again from the last event id. A finished batch has no
+// stream; the page reads it again when the tab comes back into view and every two heartbeat intervals,
+// so that a retry started elsewhere (another tab, the API) is followed here too.
 
+import { holdEta, smoothEta } from "./eta.js";
+import { createConfirm } from "./confirm.js";
+import { remainingMs } from "./format.js";
 import { createGuardrails } from "./guardrails.js";
 import { EVENT_NAMES, initialState, mustRead, reduce } from "./reduce.js";
 import { createView } from "./render.js";
@@ -12,6 +21,9 @@ const root = document.querySelector(".progress-page");
 const batchId = root.dataset.batchId;
 const api = `/api/v1/generation/batch/${encodeURIComponent(batchId)}`;
 const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15000];
+const HEARTBEAT_MS = Number(root.dataset.heartbeatMs) || 15_000;
+const SILENCE_MS = 2 * HEARTBEAT_MS; // no heartbeat for two intervals: the stream is lost
+const RECHECK_MS = 2 * HEARTBEAT_MS; // a finished batch is read again this often (while the tab is in view)
 
 let state = initialState();
 let source = null;
@@ -21,14 +33,19 @@ let reconnectTimer = 0;
 let reading = false; // a read of the batch after an event is in flight
 let rendered = false;
 let lastDraw = 0;
+let lastHeard = 0; // when the stream last sent anything (performance.now())
+let eta = null; // the time remaining shown: eta.js's { ms, at }
 const FRAME_MS = 100;
 
 const view = createView(root, {
   onAction: act,
   onToggle: (index) => dispatch({ type: "toggle", index }),
+  onExpand: (index) => dispatch({ type: "expand", index }),
   onAutoScroll: (value) => dispatch({ type: "autoscroll", value }),
+  onFilter: (value) => dispatch({ type: "filter", value }),
 });
 const guardrails = createGuardrails(root, { onBudget: setBudget });
+const confirmCancel = createConfirm(document.querySelector("#confirm-cancel"));
 
 function dispatch(action) {
   const next = reduce(state, action);
@@ -49,7 +66,8 @@ function schedule(urgent) {
 function draw() {
   frame = 0;
   lastDraw = performance.now();
-  const more = view.render(state, Date.now()); // a long feed comes a slice per frame
+  const now = Date.now();
+  const more = view.render(state, now, moveEta(now)); // a long feed comes a slice per frame
   guardrails.render(state);
   if (more) schedule(true);
   if (!rendered && state.batch !== null) {
@@ -58,8 +76,49 @@ function draw() {
   }
 }
 
-// Elapsed time and the ETA move between events too.
-setInterval(() => view.tick(state, Date.now()), 1000);
+// Elapsed time and the ETA move between events too; and a silent stream is found out.
+setInterval(() => {
+  const now = Date.now();
+  view.tick(state, now, moveEta(now));
+  if (source !== null && performance.now() - lastHeard > SILENCE_MS) reconnectSilent();
+}, 1000);
+
+// The time remaining to show now (eta.js): smoothed while the batch runs and the stream is live, held while
+// it is paused or the connection is lost, none once it is over.
+function moveEta(now) {
+  const batch = state.batch;
+  if (batch === null || batch.finished || state.snapshot === null) eta = null;
+  else if (state.connection === "lost" || !["queued", "running"].includes(batch.status)) eta = holdEta(eta, now);
+  else eta = smoothEta(eta, remainingMs(state.snapshot, state.snapshotAt, now), now);
+  return eta;
+}
+
+// The stream went silent (a hung server or proxy): say so, close it, and open it again from the last id.
+function reconnectSilent() {
+  source.close();
+  source = null;
+  dispatch({ type: "connection", value: "lost" });
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(connect, nextDelay());
+}
+
+// A finished batch has no stream: read it again now and then, and follow it when it runs again.
+async function recheck() {
+  if (state.batch === null || !state.batch.finished || source !== null || reading) return;
+  if (document.visibilityState === "hidden") return;
+  try {
+    const result = await readBatch();
+    if (result.detail) {
+      dispatch({ type: "refreshed", detail: result.detail, at: Date.now() });
+      follow();
+    }
+  } catch {
+    // unreachable for now: the next check asks again
+  }
+}
+setInterval(recheck, RECHECK_MS);
+document.addEventListener("visibilitychange", recheck);
+window.addEventListener("focus", recheck);
 
 async function readBatch() {
   const response = await fetch(api, { headers: { Accept: "application/json" }, credentials: "same-origin" });
@@ -111,7 +170,9 @@ function connect() {
   if (source) source.close();
   const es = new EventSource(`${api}/progress?lastEventId=${state.cursor}`);
   source = es;
+  lastHeard = performance.now(); // an answer that never comes counts as silence too
   es.onopen = () => {
+    lastHeard = performance.now();
     retries = 0;
     dispatch({ type: "connection", value: "open" });
   };
@@ -128,6 +189,7 @@ function connect() {
 }
 
 function receive(es, name, message) {
+  if (source === es) lastHeard = performance.now();
   let data;
   try {
     data = JSON.parse(message.data);
@@ -212,7 +274,8 @@ async function diagnose() {
 }
 
 async function act(action) {
-  if (action === "cancel" && !window.confirm("Cancel this batch? Items not generated yet will not be.")) return;
+  if (view.isBusy(action)) return;
+  if (action === "cancel" && !(await confirmCancel())) return;
   view.showActionError(null);
   view.setBusy(action, true);
   try {

@@ -14,6 +14,8 @@
 // forward (an event older than what shaped them is ignored); heartbeats carry no id and change nothing.
 // A state is never modified: every change returns a new object.
 
+import { batchNews, failureNews } from "./format.js";
+
 // Events written to the batch's event log, each with its sequence number as the SSE id.
 export const LOGGED_EVENTS = Object.freeze([
   "item.started",
@@ -43,8 +45,9 @@ export function initialState() {
     complete: null, // the newest `batch.complete` payload (with its seq): the stream ended there
     connection: "connecting", // connecting | open | lost | closed
     autoScroll: true,
+    filter: "all", // which rows the feed shows: all | failed | running
     expanded: new Set(), // item indexes whose error detail is open
-    announcement: null, // { seq, text }: the latest failure, for the polite live region
+    news: [], // [{ id, text }]: the latest news for the polite live region (a status, a failure), oldest first
   };
 }
 
@@ -62,6 +65,10 @@ export function reduce(state, action) {
       return state.connection === action.value ? state : { ...state, connection: action.value };
     case "autoscroll":
       return state.autoScroll === action.value ? state : { ...state, autoScroll: action.value };
+    case "filter":
+      return state.filter === action.value ? state : { ...state, filter: action.value };
+    case "expand":
+      return state.expanded.has(action.index) ? state : { ...state, expanded: new Set(state.expanded).add(action.index) };
     case "toggle": {
       const expanded = new Set(state.expanded);
       if (expanded.has(action.index)) expanded.delete(action.index);
@@ -106,6 +113,9 @@ function batchOf(detail) {
     errorMessage: detail.error_message,
     pauseReason: detail.pauseReason ?? null, // issue 13: why it is paused (user, budget_reached, error_rate)
     guards: detail.guards ?? null, // what its budget and error-rate guards see
+    activeMs: detail.activeMs, // time run without pauses, up to runningSince (elapsed time on the page)
+    runningSince: detail.runningSince,
+    runRate: detail.runRate, // the whole run's items/min, once it is over
   };
 }
 
@@ -119,14 +129,20 @@ function refreshed(state, detail, at, feed) {
   const takesSnapshot = seq >= state.snapshotSeq;
   if (items === state.items && !takesBatch && !takesSnapshot && seq <= state.cursor) return state;
   const next = { ...state, items, ...skipTo(state.cursor, state.ahead, seq) };
-  if (takesBatch) Object.assign(next, { batch: batchOf(detail), batchSeq: seq });
+  if (takesBatch) {
+    Object.assign(next, { batch: batchOf(detail), batchSeq: seq });
+    // A change of status is news for the live region (a pause, the end); the first answer is not.
+    const before = state.batch && state.batch.status;
+    const news = before && before !== detail.status ? batchNews(before, next.batch, detail.snapshot) : null;
+    if (news) next.news = told(state.news, news);
+  }
   if (takesSnapshot) Object.assign(next, { snapshot: detail.snapshot, snapshotSeq: seq, snapshotAt: at });
   return next;
 }
 
-// The feed after an answer current up to `seq`: its rows replace those no newer than it, and a row no
-// newer than it that it no longer lists (an item pending again after "Retry failed") goes, but only
-// within the indexes it covers (it lists the `feed` highest). A row equal to the state's keeps the
+// The feed after an answer current up to `seq`: its rows replace those no newer than it (an item "Retry
+// failed" queued again is listed as `queued`), and a row no newer than it that it no longer lists goes,
+// but only within the indexes it covers (it lists the `feed` highest). A row equal to the state's keeps the
 // state's object, and an answer that changes nothing keeps the Map, so render.js redraws only what changed.
 function rowsAfter(items, rows, seq, feed) {
   const lowest = rows.length < feed ? -Infinity : rows.reduce((low, row) => Math.min(low, row.itemIndex), Infinity);
@@ -230,10 +246,8 @@ function onEvent(state, name, id, data, at) {
         willRetry: data.willRetry,
         timestamp: before ? before.timestamp : undefined,
       });
-      if (next.items !== state.items) {
-        const outcome = data.willRetry ? "will retry" : "no retries left";
-        next.announcement = { seq, text: `Item #${data.itemIndex + 1} failed (${outcome}): ${data.errorMessage}` };
-      }
+      const news = next.items !== state.items ? failureNews(data) : null;
+      if (news) next.news = told(state.news, news);
       return next;
     }
     case "batch.complete":
@@ -249,6 +263,13 @@ function onEvent(state, name, id, data, at) {
     default:
       return next; // a logged event of a kind this page does not know: counted as seen, nothing else
   }
+}
+
+// The news with one more piece: the last few are kept, each with the next id (render.js says each once).
+const NEWS_KEPT = 5;
+function told(news, text) {
+  const id = news.length ? news[news.length - 1].id + 1 : 1;
+  return [...news.slice(1 - NEWS_KEPT), { id, text }];
 }
 
 // The items with this event's entry in place, unless a newer event already shaped the item's row.

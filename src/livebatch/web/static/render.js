@@ -13,19 +13,25 @@ import {
   elapsedMs,
   etaText,
   formatClock,
-  formatRate,
+  formatWhen,
   mixLabel,
   questionTypeLabel,
+  rateText,
   retryText,
+  rowKind,
   rowText,
   shortId,
 } from "./format.js";
+import { createFeedTools } from "./feedtools.js";
 
 const CONNECTION_TEXT = {
   connecting: "Connecting to live updates…",
   open: "Live",
-  lost: "Connection lost, reconnecting...",
+  lost: "Connection lost, reconnecting…",
 };
+// When a control is hidden while it has the focus (Pause, once the batch is paused), the focus moves to the
+// control that took its place, else to the first one shown, else to the notice that says what happened.
+const FOCUS_NEXT = { pause: "resume", resume: "pause", "retry-failed": "pause", cancel: null };
 const NEAR_BOTTOM_PX = 24;
 export const FEED_SLICE = 100;
 
@@ -62,10 +68,17 @@ export function createView(root, handlers) {
     announcer: root.querySelector("#announcer"),
   };
 
+  const tools = createFeedTools(root, {
+    onFilter: handlers.onFilter,
+    onJump: (index) => {
+      handlers.onAutoScroll(false); // the user looks at a failure: new rows must not pull the view away
+      handlers.onExpand(index);
+    },
+  });
   const rows = new Map(); // itemIndex -> { li, parts, entry, expanded }
   let drawnItems = null;
   let drawnExpanded = null;
-  let announcedSeq = null;
+  let announcedId = 0;
   let lastTop = 0;
   let following = true;
 
@@ -93,25 +106,28 @@ export function createView(root, handlers) {
     return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
   }
 
-  function render(state, now) {
+  function render(state, now, eta) {
     root.dataset.phase = phase(state);
     root.dataset.connection = state.connection;
     el.connecting.hidden = state.batch !== null;
     if (state.batch === null) return false;
+    const first = el.sections[0].hidden;
     for (const section of el.sections) section.hidden = false;
     renderConnection(state);
-    renderSummary(state, now);
+    renderSummary(state, now, eta);
     renderBar(state.snapshot);
     const more = renderFeed(state);
     renderAnnouncement(state);
+    if (first) tools.fit(); // the feed's height, once the cards above it have theirs
     return more;
   }
 
-  function tick(state, now) {
+  /** Elapsed time and the time remaining (`eta`: eta.js's value to show), every second. */
+  function tick(state, now, eta) {
     if (state.batch === null) return;
     const elapsed = elapsedMs(state.batch, now);
     text(el.elapsed, elapsed === null ? "Not started" : formatClock(elapsed));
-    text(el.eta, etaText(state.batch.status, state.snapshot, state.snapshotAt, now));
+    text(el.eta, etaText(state.batch.status, state.snapshot, eta ? eta.ms : null));
   }
 
   function renderConnection(state) {
@@ -120,22 +136,43 @@ export function createView(root, handlers) {
     if (words) text(el.connectionText, words);
   }
 
-  function renderSummary(state, now) {
+  function renderSummary(state, now, eta) {
     const { batch, snapshot } = state;
     text(el.status, batch.statusLabel);
     setAttr(el.status, "data-status", batch.status);
-    const course = batch.course || {};
-    text(el.course, course.code ? `${course.title} (${course.code})` : course.title || "");
+    renderCourse(batch.course || {});
     text(el.target, `${batch.totalItems} items`);
     text(el.type, questionTypeLabel(batch.config && batch.config.questionType));
     text(el.mix, mixLabel(batch.config && batch.config.difficultyDistribution));
     text(el.started, batch.startedAt ? localTime(batch.startedAt) : "Not yet");
-    text(el.throughput, formatRate(snapshot ? snapshot.throughputRate : 0));
-    tick(state, now);
+    text(el.throughput, rateText(batch, snapshot));
+    tick(state, now, eta);
 
+    const focused = document.activeElement;
     for (const [action, button] of Object.entries(el.buttons)) show(button, batch.allowedActions.includes(action));
     show(el.itemsLink, batch.finished && Boolean(snapshot && snapshot.completedItems > 0));
     renderNotice(batch, snapshot);
+    keepFocus(focused);
+  }
+
+  // "Title (CODE)", the code kept on one line: a course code breaks at its hyphen otherwise (CVP-⏎301).
+  function renderCourse(course) {
+    const words = course.code ? `${course.title} (${course.code})` : course.title || "";
+    if (el.course.textContent === words) return;
+    if (!course.code) return text(el.course, words);
+    el.course.replaceChildren(`${course.title} (`, span("code", course.code), ")");
+  }
+
+  function keepFocus(focused) {
+    const action = focused instanceof HTMLElement ? focused.dataset.action : undefined;
+    if (!action || el.buttons[action] !== focused || !focused.hidden) return;
+    const visible = (name) => name && el.buttons[name] && !el.buttons[name].hidden;
+    const next = visible(FOCUS_NEXT[action])
+      ? el.buttons[FOCUS_NEXT[action]]
+      : Object.values(el.buttons).find((button) => !button.hidden);
+    if (next) return next.focus();
+    el.notice.tabIndex = -1;
+    el.notice.focus();
   }
 
   function renderNotice(batch, snapshot) {
@@ -178,6 +215,10 @@ export function createView(root, handlers) {
       if (el.segments[name].style.width !== width) el.segments[name].style.width = width;
       text(el.counts[name], String(count));
     }
+    // A part of the pending ones: items whose attempt failed and that will be tried again (the server's figure).
+    const retrying = s.retryingItems || 0;
+    text(el.counts.retrying, String(retrying));
+    show(el.counts.retrying.closest("li"), retrying > 0);
     text(el.percentage, String(s.percentage));
     setAttr(el.bar, "aria-valuenow", String(s.percentage));
     setAttr(el.bar, "aria-valuetext", barText(snapshot));
@@ -186,8 +227,10 @@ export function createView(root, handlers) {
   function renderFeed(state) {
     const resumed = state.autoScroll && !following; // pressed again: jump to the newest row at once
     following = state.autoScroll;
+    tools.follow(following);
     setAttr(el.autoScroll, "aria-pressed", String(state.autoScroll));
     text(el.autoScroll.querySelector(".icon"), state.autoScroll ? "‖" : "▶");
+    tools.render(state.filter);
     if (state.items === drawnItems && state.expanded === drawnExpanded) {
       if (resumed) scrollToNewest();
       return false;
@@ -200,7 +243,10 @@ export function createView(root, handlers) {
       }
     }
     const fresh = [];
+    const kinds = {};
     for (const [index, entry] of state.items) {
+      const kind = rowKind(entry);
+      kinds[kind] = (kinds[kind] || 0) + 1;
       const expanded = state.expanded.has(index);
       const row = rows.get(index);
       if (row === undefined) {
@@ -220,6 +266,7 @@ export function createView(root, handlers) {
     drawnItems = more ? null : state.items;
     drawnExpanded = state.expanded;
     show(el.feedEmpty, rows.size === 0);
+    tools.counted(kinds);
     if (touched && following) scrollToNewest();
     lastTop = el.feedScroll.scrollTop;
     return more;
@@ -258,10 +305,18 @@ export function createView(root, handlers) {
     const end = span("end");
     const link = document.createElement("a");
     link.className = "gen";
+    // Its name is its text ("Generated item #3: 433f076a"), the arrow only drawn: no aria-label that would
+    // differ from what a speech-input user reads on screen.
+    const linkName = span("sr-only");
+    const arrow = span("", "→ ");
+    arrow.setAttribute("aria-hidden", "true");
+    const linkId = span("");
+    link.append(linkName, arrow, linkId);
     const expand = document.createElement("button");
     expand.type = "button";
     expand.className = "expand";
     expand.setAttribute("aria-controls", `error-${entry.itemIndex}`);
+    expand.setAttribute("aria-label", `Details of item #${entry.itemIndex + 1}`);
     const chevron = span("chevron", "▾");
     chevron.setAttribute("aria-hidden", "true");
     expand.append("Details ", chevron);
@@ -275,7 +330,8 @@ export function createView(root, handlers) {
     retry.className = "retry";
     error.append(message, retry);
     li.append(index, state, detail, end, error);
-    const row = { li, parts: { icon, stateText, detail, link, expand, error, message, retry }, entry: null, expanded: null };
+    const parts = { icon, stateText, detail, link, linkName, linkId, expand, error, message, retry };
+    const row = { li, parts, entry: null, expanded: null };
     fill(row, entry, expanded);
     return row;
   }
@@ -284,7 +340,9 @@ export function createView(root, handlers) {
     const { li, parts } = row;
     const words = rowText(entry);
     // Alternate by item index, not :nth-child: a row inserted mid-list would restyle every row after it.
-    li.className = entry.itemIndex % 2 ? `row even ${entry.status}` : `row ${entry.status}`;
+    // The class is the row's kind (a failed attempt that will be retried is `retrying`, not `failed`).
+    const kind = rowKind(entry);
+    li.className = entry.itemIndex % 2 ? `row even ${kind}` : `row ${kind}`;
     li.dataset.status = entry.status;
     text(parts.icon, words.icon);
     text(parts.stateText, words.state);
@@ -294,10 +352,10 @@ export function createView(root, handlers) {
     if (completed) {
       const href = `${itemsUrl}?cursor=${entry.itemIndex - 1}#item-${entry.itemIndex}`;
       setAttr(parts.link, "href", href);
-      setAttr(parts.link, "aria-label", `Generated item #${entry.itemIndex + 1}`);
-      text(parts.link, `→ ${shortId(entry.generationId)}`);
+      text(parts.linkName, `Generated item #${entry.itemIndex + 1}: `);
+      text(parts.linkId, shortId(entry.generationId));
     }
-    const failed = entry.status === "failed";
+    const failed = entry.status === "failed"; // for good or not: it has an error to read
     show(parts.expand, failed);
     const open = failed && expanded;
     setAttr(parts.expand, "aria-expanded", String(open));
@@ -310,27 +368,38 @@ export function createView(root, handlers) {
     row.expanded = expanded;
   }
 
+  // Whether the user follows the newest row; the feed tools scroll to it when its height changes.
+  tools.onFit(() => {
+    if (following) scrollToNewest();
+  });
+
   function scrollToNewest() {
     const s = el.feedScroll;
     const bottom = s.scrollHeight - s.clientHeight;
     if (bottom - s.scrollTop > 1) s.scrollTop = bottom;
   }
 
+  // The news not said yet, at once (several failures may come within one frame).
   function renderAnnouncement(state) {
-    const a = state.announcement;
-    if (!a || a.seq === announcedSeq) return;
-    announcedSeq = a.seq;
-    text(el.announcer, a.text);
+    const fresh = state.news.filter((piece) => piece.id > announcedId);
+    if (fresh.length === 0) return;
+    announcedId = fresh[fresh.length - 1].id;
+    text(el.announcer, fresh.map((piece) => piece.text).join(" "));
   }
 
   return {
     render,
     tick,
+    // Busy, not disabled: a disabled button loses the focus, and the focus must stay on the control.
     setBusy(action, busy) {
       const button = el.buttons[action];
       if (!button) return;
-      button.disabled = busy;
+      setAttr(button, "aria-disabled", String(busy));
       setAttr(button, "aria-busy", String(busy));
+    },
+    isBusy(action) {
+      const button = el.buttons[action];
+      return Boolean(button) && button.getAttribute("aria-busy") === "true";
     },
     showActionError(message) {
       show(el.actionError, Boolean(message));
@@ -369,8 +438,7 @@ const localTimes = new Map();
 function localTime(iso) {
   let words = localTimes.get(iso);
   if (words === undefined) {
-    const date = new Date(iso);
-    words = Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    words = formatWhen(iso);
     localTimes.set(iso, words);
   }
   return words;
