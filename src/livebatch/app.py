@@ -26,6 +26,8 @@ from livebatch.events.transport import install_log_filter
 from livebatch.parts import Parts
 from livebatch.users import api as users_api
 from livebatch.web import pages
+from livebatch.web import settings as settings_page
+from livebatch.webhooks import api as webhooks_api
 
 logger = logging.getLogger("livebatch.app")
 
@@ -72,7 +74,9 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
+    app.include_router(webhooks_api.router)
     app.include_router(pages.router)
+    app.include_router(settings_page.router)
     app.mount("/static", pages.static_files(), name="static")
     app.include_router(operations.router)
     _add_error_handlers(app)

@@ -18,6 +18,8 @@ from livebatch.errors import LivebatchError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 course_app = typer.Typer(no_args_is_help=True, help="Courses a batch can be for.")
 app.add_typer(course_app, name="course")
+webhook_app = typer.Typer(no_args_is_help=True, help="The webhook a user's batches notify when they end or pause.")
+app.add_typer(webhook_app, name="webhook")
 
 DEMO_USER = "faculty@livebatch.local"
 DEMO_COURSE = "course-uuid-1"
@@ -207,6 +209,44 @@ def watch(
     raise typer.Exit(code)
 
 
+@app.command()
+def failures(
+    batch_id: Annotated[str, typer.Argument(help="The batch whose failed items to show.")],
+    url: Annotated[str | None, typer.Option(help="Server base URL (default: LIVEBATCH_PUBLIC_URL).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="LIVEBATCH_TOKEN", help="Bearer token.")] = None,
+    user: Annotated[str, typer.Option(help="Without a token: mint one locally for this user.")] = DEMO_USER,
+) -> None:
+    """Show a batch's failed items grouped by cause, with each group's key for `retry-failed --group`."""
+    from livebatch.headless import show_failures
+
+    settings = _settings()
+    bearer = token or asyncio.run(_mint(settings, user, role=None))
+    raise typer.Exit(asyncio.run(show_failures(console, url or settings.public_url, bearer, batch_id)))
+
+
+@app.command("retry-failed")
+def retry_failed(
+    batch_id: Annotated[str, typer.Argument(help="The batch to retry.")],
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="Only failures of this kind (validation, timeout, rate_limited, ...); repeatable."),
+    ] = None,
+    group: Annotated[
+        list[str] | None, typer.Option(help="Only this group (a key from `failures`); repeatable.")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Server base URL (default: LIVEBATCH_PUBLIC_URL).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="LIVEBATCH_TOKEN", help="Bearer token.")] = None,
+    user: Annotated[str, typer.Option(help="Without a token: mint one locally for this user.")] = DEMO_USER,
+) -> None:
+    """Run a finished batch's failed items again on a server: all of them, or only these kinds or groups."""
+    from livebatch.headless import retry_remote
+
+    settings = _settings()
+    bearer = token or asyncio.run(_mint(settings, user, role=None))
+    base = url or settings.public_url
+    raise typer.Exit(asyncio.run(retry_remote(console, base, bearer, batch_id, kinds=kind or [], groups=group or [])))
+
+
 @app.command("token")
 def token_command(
     user: Annotated[str, typer.Option("--user", help="Email of the local user (created if new).")],
@@ -239,6 +279,48 @@ def course_add(
     settings = _settings()
     asyncio.run(_put_course(settings, course_id, title, code))
     console.print(f"course {course_id}: {title}")
+
+
+@webhook_app.command("set")
+def webhook_set(
+    user: Annotated[str, typer.Option(help="Email of the local user (created as faculty if new).")],
+    url: Annotated[str, typer.Option(help="http:// or https:// URL that deliveries are POSTed to.")],
+    rotate_secret: Annotated[bool, typer.Option(help="Replace the signing secret (printed once).")] = False,
+) -> None:
+    """Set a user's webhook URL; a new webhook's signing secret (or a rotated one) is printed, once."""
+    settings = _settings()
+    shown_url, secret = asyncio.run(_set_webhook(settings, user, url, rotate_secret))
+    console.print(f"webhook of {user}: {shown_url}", markup=False, soft_wrap=True)
+    if secret is not None:
+        console.print(f"signing secret (shown once, keep it): {secret}", markup=False, soft_wrap=True)
+    else:
+        console.print("signing secret unchanged (--rotate-secret makes a new one)")
+
+
+@webhook_app.command("show")
+def webhook_show(user: Annotated[str, typer.Option(help="Email of the local user.")]) -> None:
+    """Show a user's webhook URL and its latest deliveries (dead ones included)."""
+    from livebatch.terminal import format_deliveries
+
+    settings = _settings()
+    found = asyncio.run(_show_webhook(settings, user))
+    if found is None:
+        console.print(f"no webhook for {user}", markup=False)
+        raise typer.Exit(1)
+    webhook, deliveries = found
+    console.print(f"webhook of {user}: {webhook['url']} (since {webhook['createdAt']})", markup=False, soft_wrap=True)
+    for line in format_deliveries(deliveries):
+        console.print(line, markup=False, soft_wrap=True)
+
+
+@webhook_app.command("remove")
+def webhook_remove(user: Annotated[str, typer.Option(help="Email of the local user.")]) -> None:
+    """Remove a user's webhook (deliveries still due are then marked dead)."""
+    settings = _settings()
+    if not asyncio.run(_remove_webhook(settings, user)):
+        console.print(f"no webhook for {user}", markup=False)
+        raise typer.Exit(1)
+    console.print(f"webhook of {user} removed", markup=False)
 
 
 @app.command()
@@ -360,3 +442,69 @@ async def _put_course(settings: Settings, course_id: str, title: str, code: str 
     except LivebatchError as exc:
         console.print(f"[red]{exc.message}")
         raise typer.Exit(2) from None
+
+
+async def _set_webhook(settings: Settings, email: str, url: str, rotate: bool) -> tuple[str, str | None]:
+    from livebatch.clock import utcnow
+    from livebatch.users.models import Role
+    from livebatch.users.service import ensure_user
+    from livebatch.webhooks.service import set_webhook
+
+    async def work(session: Any) -> tuple[str, str | None]:
+        user = await ensure_user(session, email, Role.faculty)
+        webhook, secret = await set_webhook(
+            session, user.id, url, now=utcnow(), allow_private=settings.webhook_allow_private, rotate_secret=rotate
+        )
+        return webhook.url, secret
+
+    try:
+        result: tuple[str, str | None] = await _with_session(settings, work)
+    except LivebatchError as exc:  # a URL that is refused; not an email address
+        console.print(exc.message, style="red", markup=False)
+        raise typer.Exit(2) from None
+    return result
+
+
+async def _find_user(session: Any, email: str) -> Any:
+    from livebatch.users.repository import get_user_by_email
+    from livebatch.users.service import normalize_email
+
+    return await get_user_by_email(session, normalize_email(email))
+
+
+async def _show_webhook(settings: Settings, email: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    from livebatch.webhooks import service
+    from livebatch.webhooks.schemas import DeliveryRead, WebhookRead
+
+    async def work(session: Any) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        user = await _find_user(session, email)
+        webhook = await service.find_webhook(session, user.id) if user is not None else None
+        if webhook is None:
+            return None
+        deliveries = [DeliveryRead.of(d).model_dump() for d in await service.recent_deliveries(session, user.id)]
+        return WebhookRead.of(webhook).model_dump(), deliveries
+
+    try:
+        found: tuple[dict[str, Any], list[dict[str, Any]]] | None = await _with_session(settings, work)
+    except LivebatchError as exc:
+        console.print(exc.message, style="red", markup=False)
+        raise typer.Exit(2) from None
+    return found
+
+
+async def _remove_webhook(settings: Settings, email: str) -> bool:
+    from livebatch.webhooks import service
+
+    async def work(session: Any) -> bool:
+        user = await _find_user(session, email)
+        if user is None or await service.find_webhook(session, user.id) is None:
+            return False
+        await service.remove_webhook(session, user.id)
+        return True
+
+    try:
+        removed: bool = await _with_session(settings, work)
+    except LivebatchError as exc:
+        console.print(exc.message, style="red", markup=False)
+        raise typer.Exit(2) from None
+    return removed

@@ -121,6 +121,15 @@ class BatchClient:
         result: dict[str, Any] = await self._json("POST", f"/api/v1/generation/batch/{batch_id}/{action}")
         return result
 
+    async def retry_failed(
+        self, batch_id: str, *, kinds: list[str] | None = None, groups: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Retries the batch's failed items: all of them, or those of these kinds and groups (`failureGroups` keys)."""
+        only = {k: v for k, v in (("errorKinds", kinds), ("groups", groups)) if v}
+        path = f"/api/v1/generation/batch/{batch_id}/retry-failed"
+        result: dict[str, Any] = await self._json("POST", path, json=only or None)
+        return result
+
     async def follow(
         self, batch_id: str, *, last_event_id: int | None = None, on_drop: Callable[[], None] | None = None
     ) -> AsyncIterator[StreamEvent]:

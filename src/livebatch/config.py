@@ -166,6 +166,27 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=2.0, ge=0, description="Time streams get to end cleanly when the server stops."
     )
+    webhook_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest one webhook POST may take, from connecting to the answer's status."
+    )
+    webhook_max_attempts: int = Field(
+        default=10, ge=1, description="Attempts at one webhook delivery before it is marked dead."
+    )
+    webhook_retry_base_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="First retry delay of a webhook delivery; doubles per attempt, jittered between half and "
+        "all of it.",
+    )
+    webhook_retry_max_s: float = Field(default=3600.0, ge=0, description="Upper bound of one webhook retry delay.")
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, description="How often each worker process looks for webhook deliveries that are due."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept webhook URLs on loopback, private and link-local addresses "
+        "(off: refused when set, and when the name resolves to one at delivery).",
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="`auto` = JSON when stderr is not a terminal."
     )
@@ -192,6 +213,8 @@ class Settings(BaseSettings):
     def _check_retry_bounds(self) -> Settings:
         if self.retry_max_ms < self.retry_base_ms:
             raise ValueError("retry_max_ms must be at least retry_base_ms")
+        if self.webhook_retry_max_s < self.webhook_retry_base_s:
+            raise ValueError("webhook_retry_max_s must be at least webhook_retry_base_s")
         return self
 
     @cached_property

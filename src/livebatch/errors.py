@@ -76,8 +76,9 @@ ERROR_DESCRIPTIONS = {
     400: "The body could not be read as JSON: not UTF-8, nested too deeply, or a number too long",
     401: "Missing, malformed, expired or wrongly signed token, or its user no longer exists",
     403: "Not faculty, not the batch's owner, or a cross-site request signed in by cookie",
-    404: "No such batch (also for an id that is not well-formed)",
-    409: "The batch is not in a state that allows this (code INVALID_STATE), or its budget is spent (BUDGET_REACHED)",
+    404: "No such batch, webhook or delivery (also for an id that is not well-formed)",
+    409: "The batch (or the delivery) is not in a state that allows this (code INVALID_STATE), or its budget is "
+    "spent (BUDGET_REACHED)",
     413: "The request body is over the size limit",
     422: "The request is not valid: the message names the field and the rule",
     429: "A per-user limit is reached (TOO_MANY_BATCHES, TOO_MANY_STREAMS)",

@@ -28,7 +28,7 @@ from livebatch.errors import BadRequest, LivebatchError
 from livebatch.events.bus import Marker, SubscriptionCutOff
 from livebatch.migrate import upgrade_async
 from livebatch.parts import Parts
-from livebatch.terminal import ProgressView, format_summary
+from livebatch.terminal import ProgressView, format_failure_groups, format_summary
 from livebatch.users.models import Role
 from livebatch.users.service import ensure_user
 
@@ -69,8 +69,12 @@ async def run_headless(
             return 2
         console.print(f"batch {batch.id}: {batch.total_items} items, status {batch.status}")
         final, usage = await _follow_locally(parts, console, batch)
+        groups = await _failure_groups(parts, batch.id) if final["failedItems"] else []
     finally:
         await parts.aclose()
+    # The failures by cause before the summary line, which scripts read where it always was.
+    for line in format_failure_groups(groups):
+        console.print(line, soft_wrap=True, markup=False)
     console.print(format_summary(str(batch.id), final, usage), soft_wrap=True)
     if final.get("errorMessage"):
         console.print(f"[red]{final['errorMessage']}", soft_wrap=True)
@@ -185,6 +189,13 @@ async def _follow_locally(parts: Parts, console: Console, batch: Batch) -> tuple
             subscription.close()
 
 
+async def _failure_groups(parts: Parts, batch_id: UUID) -> list[dict[str, Any]]:
+    async with parts.db.read_session() as session:
+        batch = await reads.get_batch(session, batch_id)
+        groups = await reads.failure_groups(session, batch) if batch is not None else []
+    return [group.model_dump(by_alias=True) for group in groups]
+
+
 async def _read(parts: Parts, batch_id: UUID) -> Batch:
     async with parts.db.read_session() as session:
         batch = await reads.get_batch(session, batch_id)
@@ -276,8 +287,45 @@ async def _watch(console: Console, base_url: str, token: str, batch_id: str) -> 
                 "failedItems": snapshot["failedItems"],
                 "totalDurationMs": _duration_ms(batch["started_at"], batch["completed_at"]),
             }
+        groups = batch["failureGroups"] if final["failedItems"] else []
+    for line in format_failure_groups(groups):
+        console.print(line, soft_wrap=True, markup=False)
     console.print(format_summary(batch_id, final, snapshot), soft_wrap=True)
     return 0 if final["status"] in FINISHED_OK else 1
+
+
+async def show_failures(console: Console, base_url: str, token: str, batch_id: str) -> int:
+    """Prints a batch's failed items grouped by cause, with the keys `retry-failed --group` takes."""
+    async with BatchClient(base_url, token) as client:
+        try:
+            batch = await client.get_batch(batch_id)
+        except ApiError as exc:
+            console.print(f"[red]{exc}")
+            return 2
+    console.print(f"batch {batch_id}: {batch['course']['title']}, {batch['status']}", markup=False)
+    lines = format_failure_groups(batch["failureGroups"]) or ["no failed items"]
+    for line in lines:
+        console.print(line, soft_wrap=True, markup=False)
+    return 0
+
+
+async def retry_remote(
+    console: Console, base_url: str, token: str, batch_id: str, *, kinds: list[str], groups: list[str]
+) -> int:
+    """Retries a batch's failed items (all, or those of these kinds and groups) on a server."""
+    async with BatchClient(base_url, token) as client:
+        try:
+            batch = await client.retry_failed(batch_id, kinds=kinds or None, groups=groups or None)
+        except ApiError as exc:
+            console.print(str(exc), style="red", markup=False)
+            return 2 if exc.status_code in (404, 422) else 1
+    snapshot = batch["snapshot"]
+    console.print(
+        f"batch {batch_id} {batch['status']}: {snapshot['pendingItems']} items to run again, "
+        f"{snapshot['failedItems']} left failed",
+        soft_wrap=True,
+    )
+    return 0
 
 
 def _duration_ms(started_at: str | None, completed_at: str | None) -> int:

@@ -6,6 +6,7 @@ parts below it receive what they need as arguments and never reach back up here.
     Database ─┬─ Transactions (unit of work) ─┬─ Worker (item work, sweeper, leases)   only when `worker`
     Bus ──────┤                               └─ web: BatchStreams, the API's dependencies
     TaskQueue ┘ (Taskiq: in-process broker, or Redis stream broker scaled out)
+    Database ─── Deliverer (the webhook outbox)                                      only when `worker`
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from livebatch.generation.queue import ItemQueue, TaskQueue
 from livebatch.generation.worker import Worker
 from livebatch.metrics import Metrics
 from livebatch.uow import Transactions
+from livebatch.webhooks.deliverer import Deliverer
 
 logger = logging.getLogger("livebatch.worker")
 
@@ -111,6 +113,8 @@ class Parts:
         self.queue = TaskQueue(create_broker(settings, on_lost=self._queue_lost))
         self.transactions = Transactions(self.db, self.bus, self.queue)
         self.worker: Worker | None = None
+        # Webhooks go out from every process that does item work, never from a request.
+        self.deliverer = Deliverer(self.db, settings, clock=clock) if worker else None
         if worker:
             self.worker = Worker(
                 settings,
@@ -134,6 +138,8 @@ class Parts:
         await broker.startup()
         if self.worker is not None:
             await self.worker.start()
+        if self.deliverer is not None:
+            await self.deliverer.start()
 
     async def stop(self) -> None:
         """Stopped on purpose (SIGTERM, Ctrl+C): lets the attempts in flight finish and hands back what was
@@ -148,6 +154,8 @@ class Parts:
 
     async def aclose(self) -> None:
         """Stops item work, the queue, the bus and the database; every wait is bounded."""
+        if self.deliverer is not None:
+            await self.deliverer.aclose()
         if self.worker is not None:
             await self.worker.stop()
         await self.queue.aclose()

@@ -139,6 +139,35 @@ def format_summary(batch_id: str, complete: dict[str, Any], usage: dict[str, Any
     return line + (", " + used.replace(" · ", ", ") if used else "")
 
 
+def format_failure_groups(groups: list[dict[str, Any]]) -> list[str]:
+    """One line per group of failed items (the batch API's `failureGroups`), the largest first:
+    `  3  validation  Validation failed: options … are identical   [validation-3f2a…]`."""
+    if not groups:
+        return []
+    total = sum(int(g["count"]) for g in groups)
+    lines = [f"{total} failed {'item' if total == 1 else 'items'} by cause:"]
+    width = max(len(str(g["errorKind"])) for g in groups)
+    for g in groups:
+        lines.append(f"  {g['count']:>3}  {g['errorKind']:<{width}}  {g['message']}  [{g['key']}]")
+    return lines
+
+
+def format_deliveries(deliveries: list[dict[str, Any]]) -> list[str]:
+    """One line per webhook delivery (the API's camelCase fields), newest first."""
+    if not deliveries:
+        return ["no deliveries yet"]
+    lines = []
+    for d in deliveries:
+        answer = d.get("lastError") or (f"HTTP {d['lastStatusCode']}" if d.get("lastStatusCode") else "")
+        pending = f", next {d['nextAttemptAt']}" if d["status"] == "pending" and d.get("nextAttemptAt") else ""
+        lines.append(
+            f"  {d['createdAt']}  {d['event']:<15} {d['status']:<9} {d['attempts']} attempts{pending}"
+            + (f"  {answer}" if answer else "")
+            + f"  batch {d['batchId']}"
+        )
+    return lines
+
+
 class ProgressView:
     """A live bar on a terminal. Into a pipe or a file there is no bar (Rich would draw it once, cut to 80
     columns): failures and the caller's summary are printed as whole lines."""

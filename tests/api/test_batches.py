@@ -41,7 +41,7 @@ BATCH_KEYS = MOCK_BATCH_JOB | {
     *("pauseReason", "guards"),  # issue 13: why it is paused, what its guards see
     *("activeMs", "runningSince", "runRate"),  # elapsed time without pauses, and the whole run's rate once over
 }
-DETAIL_KEYS = BATCH_KEYS | {"items", "lastEventId", "answerKeys"}
+DETAIL_KEYS = BATCH_KEYS | {"items", "lastEventId", "answerKeys", "failureGroups"}
 BRIEF_CONFIG_KEYS = {"targetCount", "courseId", "questionType", "difficultyDistribution"}
 CONFIG_KEYS = BRIEF_CONFIG_KEYS | {"budget", "errorRateGuard"}  # issue 13: the guards a batch asks for
 FEED_KEYS = {"itemId", "itemIndex", "status", "generationId", "errorMessage", "durationMs", "timestamp"}

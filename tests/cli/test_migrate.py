@@ -31,11 +31,13 @@ from sqlalchemy import (
 
 from livebatch import migrate
 from livebatch.db import Base, Database
-from livebatch.migrate import alembic_config, upgrade_async
+from livebatch.migrate import alembic_config, downgrade, upgrade_async
 from tests.cli.conftest import RunCli
 from tests.conftest import Backend
 
 TABLES = {"users", "courses", "sign_in_links", "batch_jobs", "batch_items", "batch_events", "generated_items"}
+WEBHOOK_TABLES = {"webhooks", "webhook_deliveries"}
+WEBHOOK_REVISION = "0004_failures_and_webhooks"
 
 
 def _postgres(admin_url: str, statement: str) -> None:
@@ -93,7 +95,7 @@ async def test_migrate_builds_the_whole_schema_on_a_fresh_database_and_is_idempo
                 tables, version, drift = await connection.run_sync(_schema)
         finally:
             await db.dispose()
-        assert TABLES <= tables
+        assert TABLES | WEBHOOK_TABLES <= tables
         assert version == head
         assert drift == [], "the migrations and the models disagree"
 
@@ -264,5 +266,39 @@ async def test_0005_goes_down_and_up_again_and_counts_the_items_waiting_for_a_re
         await upgrade_async(url)
         reloaded = await load_batch(db, batch.id)
         assert (reloaded.retrying_items, reloaded.pending_items) == (1, 3)
+    finally:
+        await db.dispose()
+
+
+async def test_the_webhook_revision_goes_down_and_up_again_keeping_every_other_row(
+    fresh: tuple[dict[str, str], str],
+) -> None:
+    _, url = fresh
+    script = ScriptDirectory.from_config(alembic_config(url))
+    head, parent = script.get_current_head(), script.get_revision(WEBHOOK_REVISION).down_revision
+    assert isinstance(parent, str)
+    await upgrade_async(url)
+    db = Database(url)
+    try:
+        async with db.engine.begin() as connection:
+            user_id, at = uuid4(), datetime.now(UTC)
+            users = Base.metadata.tables["users"]
+            await connection.execute(
+                insert(users).values(id=user_id, email="ada@uni.example", role="faculty", created_at=at)
+            )
+            webhook = {"user_id": user_id, "url": "https://example.org/hook", "secret": "whsec_x"}
+            await connection.execute(
+                insert(Base.metadata.tables["webhooks"]).values(**webhook, created_at=at, updated_at=at)
+            )
+        await asyncio.to_thread(downgrade, url, parent)
+        async with db.engine.connect() as connection:
+            tables, version, _ = await connection.run_sync(_schema)
+            users = (await connection.execute(text("SELECT count(*) FROM users"))).scalar_one()
+        assert (version, users) == (parent, 1)
+        assert TABLES <= tables and not WEBHOOK_TABLES & tables
+        await upgrade_async(url)
+        async with db.engine.connect() as connection:
+            tables, version, drift = await connection.run_sync(_schema)
+        assert WEBHOOK_TABLES <= tables and version == head and drift == []
     finally:
         await db.dispose()

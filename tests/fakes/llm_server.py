@@ -24,9 +24,11 @@ Behaviours, taken from the script in order (then `default`):
 (HTTP 500, "Input should be 'text' or 'json_object'"), whatever the script says; `json_object` requests are
 answered as usual.
 
-`fail_randomly(rate, behaviours)` makes that share of the requests not scripted otherwise fail, each with
-one of `behaviours` at random (seeded); `injected` counts what was served, by behaviour. `item` is the
-item a good answer carries (its difficulty set from the request); `latency_s` delays every answer.
+`by_difficulty` maps a requested difficulty to the behaviour of every request for it that the script does not
+take (so a test knows which items fail how, whatever order they run in). `fail_randomly(rate, behaviours)`
+makes that share of the requests not scripted otherwise fail, each with one of `behaviours` at random
+(seeded); `injected` counts what was served, by behaviour. `item` is the item a good answer carries (its
+difficulty set from the request); `latency_s` delays every answer.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class FakeLLM:
         self.latency_s = 0.0  # before every answer, whatever the behaviour
         self.json_schema = True  # False: refuse `response_format: json_schema` as llama-cpp-python does
         self.injected: Counter[str] = Counter()
+        self.by_difficulty: dict[str, str] = {}
         self._chaos: tuple[float, tuple[str, ...]] | None = None
         self._rng = random.Random(0)
         self._lock = threading.Lock()
@@ -144,10 +147,12 @@ class FakeLLM:
             self._chaos = (rate, behaviours)
             self._rng = random.Random(seed)
 
-    def _next(self) -> str:
+    def _next(self, difficulty: str | None = None) -> str:
         with self._lock:
             if self.script:
                 behaviour = self.script.popleft()
+            elif difficulty in self.by_difficulty:
+                behaviour = self.by_difficulty[difficulty]
             elif self._chaos is not None and self._rng.random() < self._chaos[0]:
                 behaviour = self._rng.choice(self._chaos[1])
             else:
@@ -160,7 +165,7 @@ class FakeLLM:
             with self._lock:
                 self.injected["refuse-json-schema"] += 1
             return f"500:{REFUSED_JSON_SCHEMA}"
-        return self._next()
+        return self._next(_difficulty(request))
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -231,9 +236,7 @@ class FakeLLM:
 
     def _completion(self, behaviour: str, request: dict[str, Any]) -> dict[str, Any]:
         name, _, arg = behaviour.partition(":")
-        prompt = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
-        match = re.search(r"Difficulty: (\w+)", prompt)
-        item = dict(self.item, difficulty=match.group(1) if match else "medium")
+        item = dict(self.item, difficulty=_difficulty(request) or "medium")
         refusal, finish_reason = None, "stop"
         if name == "malformed":
             content: str | None = "Sure! Here is your question: {stem: oops"
@@ -279,3 +282,10 @@ class FakeLLM:
         head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(payload)}"]
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+
+
+def _difficulty(request: dict[str, Any]) -> str | None:
+    """The difficulty the request asks for (the prompt says `Difficulty: hard`)."""
+    prompt = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
+    match = re.search(r"Difficulty: (\w+)", prompt)
+    return match.group(1) if match else None

@@ -46,6 +46,14 @@ BATCH_ENDPOINTS = [
 ]
 # The body an endpoint needs to get as far as asking who may call it (a missing body is a 422 of its own).
 BODIES: dict[str, dict[str, Any]] = {"/budget": {"tokens": 1000}}
+# Every endpoint of the caller's own webhook (issue 13): faculty only, and only their own.
+WEBHOOK_ENDPOINTS = [
+    ("GET", "/api/v1/me/webhook"),
+    ("PUT", "/api/v1/me/webhook"),
+    ("DELETE", "/api/v1/me/webhook"),
+    ("GET", "/api/v1/me/webhook/deliveries"),
+    ("POST", f"/api/v1/me/webhook/deliveries/{uuid4()}/redeliver"),
+]
 
 
 @pytest.fixture
@@ -111,7 +119,7 @@ async def test_every_endpoint_is_401_without_a_valid_token(
 ) -> None:
     batch = await finished(client, parts, people["faculty"], 1)
     paths = [(m, f"{BATCH}/{batch['id']}{p}") for m, p in BATCH_ENDPOINTS]
-    paths += [("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me")]
+    paths += [("POST", BATCH), ("GET", f"{BATCH}es"), ("GET", "/api/v1/me"), *WEBHOOK_ENDPOINTS]
     before = await row_counts(parts.db)
     for case, headers in _bad_credentials(parts.settings, people["faculty"]).items():
         for method, path in paths:
@@ -149,6 +157,8 @@ async def test_every_batch_endpoint_is_403_for_a_student(client: httpx.AsyncClie
         assert_error(await _call(client, method, f"{BATCH}/{batch['id']}{path}", student), 403, "FORBIDDEN")
     assert_error(await client.post(BATCH, json=batch_body(1), headers=student), 403, "FORBIDDEN")
     assert_error(await client.get(f"{BATCH}es", headers=student), 403, "FORBIDDEN")
+    for method, path in WEBHOOK_ENDPOINTS:
+        assert_error(await _call(client, method, path, student), 403, "FORBIDDEN")
     # Signed in, just not allowed: who they are is still known.
     assert (await client.get("/api/v1/me", headers=student)).json()["role"] == "student"
 

@@ -106,6 +106,7 @@ class Server:
     def reset(self) -> None:
         """The fake back to plain, slightly slow answers, between tests."""
         self.fake.script.clear()
+        self.fake.by_difficulty.clear()
         self.fake.default = ITEM_LATENCY
         self.fake.fail_randomly(0.0, ("ok",))  # no random failures left over from a test
 

@@ -155,13 +155,15 @@ async def wait_for_rows(page: Page, at_least: int) -> None:
     await page.wait_for_function("(n) => document.querySelectorAll('#feed-list > li').length >= n", arg=at_least)
 
 
-async def paused_batch(site: Site, count: int, **guards: Any) -> tuple[str, Page]:
+async def paused_batch(
+    site: Site, count: int, *, mix: tuple[int, int, int] = (30, 50, 20), page: Page | None = None, **guards: Any
+) -> tuple[str, Page]:
     """A batch paused as soon as it exists, on a page that shows it paused with nothing running: the
     test then decides when work happens (no race between the batch and the page loading). `guards` as for
     `Site.create_batch`."""
-    batch_id = await site.create_batch(count, **guards)
+    batch_id = await site.create_batch(count, mix=mix, **guards)
     await site.post(batch_id, "pause")
-    page = await site.page()
+    page = page or await site.page()
     await page.add_init_script(OBSERVE_PAGE)
     await page.goto(f"{site.base_url}/faculty/generate/batch/{batch_id}")
     await expect(badge(page)).to_have_text("Paused")

@@ -98,7 +98,7 @@ async def test_without_a_session_every_page_sends_the_visitor_to_sign_in(
     web: httpx.AsyncClient, quiet_parts: Parts, people: dict[str, Person]
 ) -> None:
     batch = await make_batch(quiet_parts, people["faculty"].user)
-    for path in page_paths(str(batch.id)):
+    for path in [*page_paths(str(batch.id)), "/faculty/settings"]:
         for headers in ({}, {"Cookie": f"{COOKIE}=not-a-token"}):
             response = await web.get(path, headers=headers)
             assert response.status_code == 303, path
@@ -333,6 +333,9 @@ async def test_pages_send_a_strict_content_security_policy(web: httpx.AsyncClien
         "eta.js",
         "feedtools.js",
         "confirm.js",
+        "failures.js",
+        "notify.js",
+        "settings.js",
     ],
 )
 async def test_the_modules_are_served_as_javascript_and_revalidated(web: httpx.AsyncClient, name: str) -> None:

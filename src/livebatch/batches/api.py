@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
@@ -37,6 +37,7 @@ from livebatch.batches.schemas import (
     BatchRead,
     BudgetSpec,
     GeneratedItemPage,
+    RetryFilter,
 )
 from livebatch.db import Database
 from livebatch.deps import ClockDep, DatabaseDep, LimitsDep, ReadSessionDep, StreamsDep, UnitOfWorkDep
@@ -146,11 +147,24 @@ async def cancel_batch(batch_id: str, uow: UnitOfWorkDep, user: FacultyUser, now
     return await _committed(uow, batch)
 
 
-@router.post("/batch/{batch_id}/retry-failed", response_model=BatchRead, responses=CONTROL | error_responses(429))
+@router.post(
+    "/batch/{batch_id}/retry-failed",
+    response_model=BatchRead,
+    responses=CONTROL | error_responses(400, 413, 429),
+)
 async def retry_failed(
-    batch_id: str, uow: UnitOfWorkDep, user: FacultyUser, limits: LimitsDep, now: ClockDep
+    batch_id: str,
+    uow: UnitOfWorkDep,
+    user: FacultyUser,
+    limits: LimitsDep,
+    now: ClockDep,
+    only: Annotated[
+        RetryFilter | None,
+        Body(description="Retry only these failed items (by `errorKinds`, by `failureGroups` keys); none: all"),
+    ] = None,
 ) -> BatchRead:
-    batch = await service.retry_failed(uow, service.parse_batch_id(batch_id), user=user, limits=limits, now=now())
+    batch_uuid = service.parse_batch_id(batch_id)
+    batch = await service.retry_failed(uow, batch_uuid, user=user, limits=limits, now=now(), only=only)
     return await _committed(uow, batch)
 
 

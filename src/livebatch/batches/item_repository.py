@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livebatch.batches.accounting import Charge
 from livebatch.batches.events import ErrorKind
+from livebatch.batches.failures import FailureCount
 from livebatch.batches.models import Batch, Item
 from livebatch.batches.status import ACTIVE, OPEN_ITEMS, WORKING, ItemStatus
 from livebatch.courses.models import Course
@@ -283,24 +284,46 @@ async def cancel_open_items(session: AsyncSession, batch_id: UUID) -> int:
     return _rowcount(await session.execute(stmt))
 
 
-async def requeue_failed_items(session: AsyncSession, batch_id: UUID, *, now: datetime) -> int:
-    """Makes the batch's failed items pending again, with every attempt to come and a fresh draw; how many."""
+async def requeue_failed_items(
+    session: AsyncSession,
+    batch_id: UUID,
+    *,
+    now: datetime,
+    errors: Sequence[tuple[str | None, str | None]] | None = None,
+) -> int:
+    """Makes the batch's failed items pending again, with every attempt to come and a fresh draw; how many.
+    With `errors`, only those whose last (kind, message) is one of them."""
+    values = {
+        "status": PENDING,
+        "attempts": 0,
+        "requeues": Item.requeues + 1,
+        "next_attempt_at": now,
+        "dispatched_at": None,
+        "last_error": None,
+        "last_error_kind": None,
+        "will_retry": False,
+        "usage_attempt": 0,  # attempts count from 1 again: so does the fence of their usage
+    }
+    failed = (Item.batch_id == batch_id, Item.status == ItemStatus.failed)
+    if errors is None:
+        return _rowcount(await session.execute(update(Item).where(*failed).values(**values)))
+    requeued = 0
+    pairs = list(errors)
+    for start in range(0, len(pairs), 200):  # bounded statements, however many distinct messages
+        chunk = pairs[start : start + 200]
+        stmt = update(Item).where(*failed, tuple_(Item.last_error_kind, Item.last_error).in_(chunk)).values(**values)
+        requeued += _rowcount(await session.execute(stmt))
+    return requeued
+
+
+async def failure_counts(session: AsyncSession, batch_id: UUID) -> list[FailureCount]:
+    """The batch's items failed for good, counted by exact (kind, message): few rows, however many items."""
     stmt = (
-        update(Item)
+        select(Item.last_error_kind, Item.last_error, func.count())
         .where(Item.batch_id == batch_id, Item.status == ItemStatus.failed)
-        .values(
-            status=PENDING,
-            attempts=0,
-            requeues=Item.requeues + 1,
-            next_attempt_at=now,
-            dispatched_at=None,
-            last_error=None,
-            last_error_kind=None,
-            will_retry=False,
-            usage_attempt=0,  # attempts count from 1 again: so does the fence of their usage
-        )
+        .group_by(Item.last_error_kind, Item.last_error)
     )
-    return _rowcount(await session.execute(stmt))
+    return [FailureCount(kind, message, int(n)) for kind, message, n in (await session.execute(stmt)).all()]
 
 
 async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) -> list[tuple[UUID, int]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from livebatch.batches import guards, item_repository, progress
+from livebatch.batches import guards, item_repository, notify, progress
 from livebatch.batches.accounting import Charge, Totals
 from livebatch.batches.events import (
     BatchComplete,
@@ -81,10 +81,13 @@ def snapshot_of(batch: Batch) -> BatchProgressSnapshot:
 
 
 async def append(uow: UnitOfWork, batch: Batch, event: BatchEvent, *, now: datetime) -> None:
-    """Appends `event` with the batch's next seq, to be published with the snapshot as of it."""
+    """Appends `event` with the batch's next seq, to be published with the snapshot as of it; an event the
+    owner's webhook hears of (notify.py) is queued in its outbox in the same transaction."""
     batch.last_seq += 1
     logged = await log.append(uow.session, batch.id, batch.last_seq, event.name, event.to_json(), at=now)
     uow.announce(str(batch.id), logged, state=snapshot_of(batch).to_json())
+    if event.name in notify.EVENTS:
+        await notify.event_appended(uow, batch, event, seq=batch.last_seq, now=now)
 
 
 async def dispatch(uow: UnitOfWork, batch: Batch, count: int, *, now: datetime) -> list[UUID]:

@@ -11,13 +11,14 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livebatch.batches import item_repository, repository
+from livebatch.batches import failures, item_repository, repository
 from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.models import Batch
 from livebatch.batches.questions import Label
 from livebatch.batches.schemas import (
     BatchDetail,
     BatchRead,
+    FailureGroupRead,
     FeedEntry,
     GeneratedItemPage,
     GeneratedItemRead,
@@ -54,7 +55,16 @@ async def batch_detail(session: AsyncSession, batch_id: UUID, user: User, *, fee
     read = await batch_read(session, batch)
     entries = [FeedEntry.of(item, batch.status) for item in items]
     keys = await answer_keys_of(session, batch)
-    return BatchDetail(**read.model_dump(), items=entries, last_event_id=last_event_id, answer_keys=keys)
+    groups = await failure_groups(session, batch) if batch.failed_items else []
+    return BatchDetail(
+        **read.model_dump(), items=entries, last_event_id=last_event_id, answer_keys=keys, failure_groups=groups
+    )
+
+
+async def failure_groups(session: AsyncSession, batch: Batch) -> list[FailureGroupRead]:
+    """The batch's items failed for good, grouped by cause (batches/failures.py)."""
+    counts = await item_repository.failure_counts(session, batch.id)
+    return [FailureGroupRead.of(group) for group in failures.group_failures(counts)]
 
 
 async def batches_page(

@@ -8,13 +8,14 @@ camelCase like the stream's payloads. Issue 13 adds, in the same way: `budget` a
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from livebatch.batches.accounting import to_units
 from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, PauseReason, WireModel
+from livebatch.batches.failures import FailureGroup
 from livebatch.batches.guards import ERROR_WINDOW, Budget, recent_failures
 from livebatch.batches.models import Batch, GeneratedItem, Item
 from livebatch.batches.progress import run_rate_per_minute
@@ -225,6 +226,26 @@ class FeedEntry(WireModel):
         )
 
 
+class FailureGroupRead(WireModel):
+    """Items failed for good that share a cause: their kind and their message with what varies taken out."""
+
+    key: str = Field(description="Send it back in `groups` to retry this group (opaque, stable)")
+    error_kind: ErrorKind
+    message: str = Field(description="The message with what varies from item to item shown as …")
+    example: str = Field(description="The group's most frequent message, as its items show it")
+    count: int
+
+    @classmethod
+    def of(cls, group: FailureGroup) -> FailureGroupRead:
+        return cls(
+            key=group.key,
+            error_kind=group.error_kind,  # type: ignore[arg-type]
+            message=group.message,
+            example=group.example,
+            count=group.count,
+        )
+
+
 class BatchDetail(BatchRead):
     """Everything the progress page needs on load: the batch, its feed, and where its stream resumes."""
 
@@ -235,11 +256,33 @@ class BatchDetail(BatchRead):
         description="How many of the batch's generated items each letter keys, A to E (a lopsided key lets "
         "students guess it).",
     )
+    failure_groups: list[FailureGroupRead] = Field(
+        default_factory=list,
+        serialization_alias="failureGroups",
+        description="The items failed for good, grouped by cause, the largest group first",
+    )
 
 
 def answer_keys(counts: dict[str, int]) -> dict[Label, int]:
     """Every letter, A to E, with its count (0 when no item is keyed so)."""
     return {label: counts.get(label, 0) for label in LABELS}
+
+
+GroupKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class RetryFilter(BaseModel):
+    """The optional body of `POST .../retry-failed`: retry only the failed items of these kinds and (when both
+    are given, and) of these groups. No body, or `{}`, retries every failed item, as before."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True)
+
+    error_kinds: list[ErrorKind] | None = Field(default=None, min_length=1, max_length=20)
+    groups: list[GroupKey] | None = Field(default=None, min_length=1, max_length=100)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.error_kinds is None and self.groups is None
 
 
 class BatchPage(BaseModel):

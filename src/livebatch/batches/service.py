@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from livebatch.batches import item_repository, repository
+from livebatch.batches import failures, item_repository, repository
 from livebatch.batches.events import BatchResumed, BatchRetried
 from livebatch.batches.guards import Budget
 from livebatch.batches.lifecycle import append, dispatch, finish, pause, rearm
 from livebatch.batches.models import Batch
-from livebatch.batches.schemas import BatchCreate, BudgetSpec, DifficultyDistribution
+from livebatch.batches.schemas import BatchCreate, BudgetSpec, DifficultyDistribution, RetryFilter
 from livebatch.batches.status import Action, BatchStatus, refusal
 from livebatch.clock import iso
 from livebatch.courses import repository as courses
@@ -160,15 +160,33 @@ async def cancel_batch(uow: UnitOfWork, batch_id: UUID, *, user: User, now: date
     return batch
 
 
-async def retry_failed(uow: UnitOfWork, batch_id: UUID, *, user: User, limits: Limits, now: datetime) -> Batch:
+async def retry_failed(
+    uow: UnitOfWork,
+    batch_id: UUID,
+    *,
+    user: User,
+    limits: Limits,
+    now: datetime,
+    only: RetryFilter | None = None,
+) -> Batch:
+    """Runs the batch's failed items again (with `only`, those it selects; the others stay failed), and the
+    items a failed batch never attempted. `batch.retried` counts every item that runs again."""
     batch = await _lock_for(uow, batch_id, user, Action.retry_failed)
     if await repository.count_active_batches(uow.session, user.id) >= limits.max_active_batches:
         raise TooManyActiveBatches(f"You already have {limits.max_active_batches} active batches.")
     _refuse_if_spent(batch, "retrying its failed items")
     rearm(batch)
-    await item_repository.requeue_failed_items(uow.session, batch.id, now=now)
-    retried = batch.failed_items + batch.pending_items
-    batch.failed_items = 0
+    if only is None or only.is_empty:
+        requeued = await item_repository.requeue_failed_items(uow.session, batch.id, now=now)
+    else:
+        counts = await item_repository.failure_counts(uow.session, batch.id)
+        selected = failures.matching(counts, kinds=only.error_kinds, keys=only.groups)
+        if not selected:
+            # Running the batch with nothing to do would leave it running for ever.
+            raise InvalidTransition("No failed item of this batch matches the filter; nothing was retried.")
+        requeued = await item_repository.requeue_failed_items(uow.session, batch.id, now=now, errors=selected)
+    batch.failed_items -= requeued
+    retried = batch.pending_items
     batch.status = BatchStatus.running
     batch.running_since = now
     batch.completed_at = None

@@ -12,7 +12,8 @@ from sqlalchemy.pool import NullPool
 import livebatch.batches.models
 import livebatch.courses.models
 import livebatch.events.log
-import livebatch.users.models  # noqa: F401  (the models register their tables on Base.metadata)
+import livebatch.users.models
+import livebatch.webhooks.models  # noqa: F401  (the models register their tables on Base.metadata)
 from livebatch.db import Base, prepare_sqlite
 
 target_metadata = Base.metadata

@@ -14,6 +14,8 @@ import { holdEta, smoothEta } from "./eta.js";
 import { createConfirm } from "./confirm.js";
 import { remainingMs } from "./format.js";
 import { createGuardrails } from "./guardrails.js";
+import { createFailuresPanel } from "./failures.js";
+import { createNotifier } from "./notify.js";
 import { EVENT_NAMES, initialState, mustRead, reduce } from "./reduce.js";
 import { createView } from "./render.js";
 
@@ -46,6 +48,12 @@ const view = createView(root, {
 });
 const guardrails = createGuardrails(root, { onBudget: setBudget });
 const confirmCancel = createConfirm(document.querySelector("#confirm-cancel"));
+// Failures by cause (failures.js) and opt-in notifications (notify.js): modules of their own, fed from here.
+const failures = createFailuresPanel(document.querySelector("#failures"), {
+  read: async () => (await readBatch("?feed=0")).detail || null,
+  retry: (body) => act("retry-failed", body),
+});
+const notifier = createNotifier(document.querySelector("#notify"));
 
 function dispatch(action) {
   const next = reduce(state, action);
@@ -120,10 +128,12 @@ setInterval(recheck, RECHECK_MS);
 document.addEventListener("visibilitychange", recheck);
 window.addEventListener("focus", recheck);
 
-async function readBatch() {
-  const response = await fetch(api, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-  if (response.ok) return { detail: await response.json() };
-  return { status: response.status, error: await errorMessage(response) };
+async function readBatch(query = "") {
+  const response = await fetch(api + query, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  if (!response.ok) return { status: response.status, error: await errorMessage(response) };
+  const detail = await response.json();
+  failures.offer(detail);
+  return { detail };
 }
 
 async function errorMessage(response) {
@@ -200,6 +210,8 @@ function receive(es, name, message) {
   // A heartbeat has no id of its own (lastEventId would repeat the previous event's): it is not progress.
   const id = name === "heartbeat" ? "" : message.lastEventId;
   dispatch({ type: "event", name, id, data, at: Date.now() });
+  failures.onEvent(name, data);
+  notifier.onEvent(name, data, id, state);
   // The server ends the stream after batch.complete: left open, EventSource would only reconnect.
   if (name === "batch.complete") {
     es.close();
@@ -273,16 +285,20 @@ async function diagnose() {
   connect();
 }
 
-async function act(action) {
+// `body`: the filter of a retry of some failed items ("Retry these", failures.js).
+async function act(action, body) {
   if (view.isBusy(action)) return;
   if (action === "cancel" && !(await confirmCancel())) return;
   view.showActionError(null);
   view.setBusy(action, true);
   try {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(`${api}/${action}`, {
       method: "POST",
-      headers: { Accept: "application/json" },
+      headers,
       credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (!response.ok) {
       view.showActionError(await errorMessage(response));
