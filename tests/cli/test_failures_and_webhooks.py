@@ -37,7 +37,7 @@ def test_run_batch_ends_with_its_failures_grouped_by_cause(
     assert "4 failed items by cause:" in run.stdout
     groups = sorted((kind, message, int(count)) for count, kind, message, _ in GROUP_LINE.findall(run.stdout))
     assert groups == [
-        ("provider_error", "Provider error: HTTP …", 2),
+        ("provider_error", "Provider error: HTTP …: fake …", 2),
         ("validation", "Validation failed: options … are identical", 2),
     ]
 

@@ -41,7 +41,7 @@ test("each group is a row with its kind in words, its count and an example when 
       ["Timeout", "LLM provider timeout after …", "1 item", "", "Retry these 1"],
     ],
   );
-  assert.match(panel.rows[1].retryLabel, /^Retry the 1 item that failed with: LLM provider timeout/);
+  assert.match(panel.rows[1].retryLabel, /^Retry these 1: the 1 item that failed with: LLM provider timeout/);
 });
 
 test("the panel is empty without groups, and offers no retry where the batch allows none", () => {

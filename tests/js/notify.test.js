@@ -41,7 +41,8 @@ test("a pause notifies only when the batch paused itself, saying why", () => {
   assert.match(rate.body, /^Paused itself: too many items are failing\./);
   const other = notificationFor("batch.paused", { batchId: "b-1", pausedAt: at, reason: "maintenance" }, batch, snapshot);
   assert.match(other.body, /^Paused itself \(maintenance\)\./);
-  // A pause by a person (no reason), and every other event, notify nobody.
+  // A pause by a person (`user`, or no reason from an older server), and every other event, notify nobody.
+  assert.equal(notificationFor("batch.paused", { batchId: "b-1", pausedAt: at, reason: "user" }, batch, snapshot), null);
   assert.equal(notificationFor("batch.paused", { batchId: "b-1", pausedAt: at }, batch, snapshot), null);
   for (const name of ["item.failed", "item.completed", "batch.resumed", "batch.retried", "batch.progress", "heartbeat"]) {
     assert.equal(notificationFor(name, { batchId: "b-1", reason: "budget_reached", status: "completed" }, batch, snapshot), null);

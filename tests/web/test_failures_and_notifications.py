@@ -64,7 +64,13 @@ async def test_failures_are_grouped_by_cause_and_retry_these_retries_that_group_
         ".map((e) => e.textContent))"
     )
     assert sorted(shown) == [
-        ["Provider error", "2 items", "Provider error: HTTP …", "e.g. Provider error: HTTP 500", "Retry these 2"],
+        [
+            "Provider error",
+            "2 items",
+            "Provider error: HTTP …: fake …",
+            "e.g. Provider error: HTTP 500: fake 500",
+            "Retry these 2",
+        ],
         [
             "Validation",
             "2 items",
@@ -88,7 +94,9 @@ async def test_failures_are_grouped_by_cause_and_retry_these_retries_that_group_
     site.fake.by_difficulty.pop("easy")
     hard_requests = sum(1 for r in site.fake.requests if "Difficulty: hard" in str(r["body"]))
     provider = page.locator(f'#failures [data-key="{api_groups["provider_error"]["key"]}"]')
-    await provider.get_by_role("button", name="Retry the 2 items that failed with: Provider error: HTTP …").click()
+    await provider.get_by_role(
+        "button", name="Retry these 2: the 2 items that failed with: Provider error: HTTP …: fake …"
+    ).click()
 
     await expect(page.locator('[data-field="failures-total"]')).to_have_text("2 failed items in 1 group")
     await expect(badge(page)).to_have_text("Completed with errors")
@@ -98,7 +106,9 @@ async def test_failures_are_grouped_by_cause_and_retry_these_retries_that_group_
     assert (detail["snapshot"]["completedItems"], detail["snapshot"]["failedItems"]) == (4, 2)
     assert sum(1 for r in site.fake.requests if "Difficulty: hard" in str(r["body"])) == hard_requests
     # The batch is over again, so the group left may be retried in its turn.
-    retry = groups(page).first.get_by_role("button", name="Retry the 2 items that failed with: Validation failed")
+    retry = groups(page).first.get_by_role(
+        "button", name="Retry these 2: the 2 items that failed with: Validation failed"
+    )
     await expect(retry).to_have_text("Retry these 2")
 
 

@@ -35,7 +35,8 @@ export function panelOf(detail) {
     count: Number(group.count) || 0,
     countText: plural(Number(group.count) || 0, "item"),
     retryText: `Retry these ${Number(group.count) || 0}`,
-    retryLabel: `Retry the ${plural(Number(group.count) || 0, "item")} that failed with: ${group.message}`,
+    // The accessible name starts with the visible text (WCAG 2.5.3), then says which group it retries.
+    retryLabel: `Retry these ${Number(group.count) || 0}: the ${plural(Number(group.count) || 0, "item")} that failed with: ${group.message}`,
   }));
   const total = rows.reduce((sum, row) => sum + row.count, 0);
   return {

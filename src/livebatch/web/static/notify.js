@@ -1,7 +1,7 @@
 // Opt-in browser notifications: when the batch this page watches ends, or pauses itself (a guardrail pause, whose
 // `batch.paused` carries a `reason`), a system notification names the course and gives the counts. Asked for by
 // a button, never on load; the choice is kept in this browser (localStorage) for every batch page. A pause by
-// a person carries no reason and notifies nobody. The top half is pure (tested by `node --test tests/js/`).
+// a person (`reason: "user"`, or no reason from an older server) notifies nobody. The top half is pure (tested by `node --test tests/js/`).
 
 export const STORAGE_KEY = "livebatch.notifications";
 
@@ -30,7 +30,7 @@ export function notificationFor(name, data, batch, snapshot, id) {
       tag: `livebatch-${batchId}-${id}`,
     };
   }
-  if (name === "batch.paused" && typeof data.reason === "string" && data.reason) {
+  if (name === "batch.paused" && typeof data.reason === "string" && data.reason && data.reason !== "user") {
     const why = REASONS[data.reason] || `Paused itself (${data.reason}).`;
     const s = snapshot || {};
     return {
