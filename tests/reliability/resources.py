@@ -61,9 +61,9 @@ def server_ports(settings: Settings) -> frozenset[int]:
 
 
 def pooled_connections(pid: int, ports: frozenset[int]) -> int:
-    """Connections of process `pid` to the database and Redis servers. Their pools open one per concurrent
-    use and keep it, so they grow to the load's peak concurrency and stop there: a leak check counts them
-    apart from the other descriptors and bounds them on their own."""
+    """Connections of process `pid` to the servers on `ports` (the database, Redis, the provider). Their pools
+    open one per concurrent use and keep it, so they grow to the load's peak concurrency and stop there: a
+    leak check counts them apart from the other descriptors and bounds them on their own."""
     connections = psutil.Process(pid).net_connections(kind="tcp")
     return sum(1 for c in connections if c.raddr and c.raddr.port in ports and c.status == psutil.CONN_ESTABLISHED)
 

@@ -16,7 +16,7 @@ from livebatch.clock import utcnow
 from livebatch.db import Database
 from livebatch.webhooks import repository, service
 from tests.web.conftest import SCREENSHOTS, Site
-from tests.web.helpers import CONTRAST_PROBLEMS, assert_page_matches_api, badge, paused_batch
+from tests.web.helpers import CONTRAST_PROBLEMS, assert_page_matches_api, badge, paused_batch, wait_for_count
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 Screenshot = Callable[[Page, str], Awaitable[Path]]
@@ -99,6 +99,8 @@ async def test_failures_are_grouped_by_cause_and_retry_these_retries_that_group_
     ).click()
 
     await expect(page.locator('[data-field="failures-total"]')).to_have_text("2 failed items in 1 group")
+    # The badge says "Completed with errors" before the retry too: wait for the two retried items to be done.
+    await wait_for_count(page, "completed", 4)
     await expect(badge(page)).to_have_text("Completed with errors")
     await expect(groups(page)).to_have_count(1)
     await expect(groups(page).first).to_contain_text("Validation failed: options … are identical")
