@@ -126,12 +126,15 @@ class IdentityProvider:
             raise TokenRejected("The token is malformed.") from None
 
     def is_ours(self, token: str) -> bool:
-        """Whether a token claims to come from this provider (by its `iss`); it is verified after."""
+        """Whether a bearer token is for this provider to judge: it claims the provider's `iss`, or it is signed
+        with a public-key algorithm (livebatch's own tokens are HMAC). It is verified after, never trusted here."""
         try:
-            _, claims = self.claims_unverified(token)
+            header, claims = self.claims_unverified(token)
         except TokenRejected:
             return False
-        return isinstance(claims.get("iss"), str) and str(claims["iss"]).rstrip("/") == self.issuer
+        if isinstance(claims.get("iss"), str) and str(claims["iss"]).rstrip("/") == self.issuer:
+            return True
+        return str(header.get("alg", "")).upper().startswith(("RS", "ES", "PS", "ED"))
 
     async def verify(self, token: str, *, audience: str, nonce: str | None = None) -> dict[str, Any]:
         """The claims of a token the provider signed for `audience`, checked: signature (RS256/ES256, a published
