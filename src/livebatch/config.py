@@ -167,8 +167,8 @@ class Settings(BaseSettings):
         default=None,
         description="Claim that carries the user's roles or groups; unset = `roles`, else `groups`.",
     )
-    oidc_faculty_values: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("faculty",),
+    oidc_faculty_values: str = Field(
+        default="faculty",
         description="Values of the role claim that make a user faculty, comma-separated.",
     )
     oidc_audience: str | None = Field(
@@ -248,13 +248,6 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a JSON object of models, like {PRICES_EXAMPLE}")
         return parsed
 
-    @field_validator("oidc_faculty_values", mode="before")
-    @classmethod
-    def _parse_faculty_values(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
     @model_validator(mode="after")
     def _check_oidc(self) -> Settings:
         given = [self.oidc_issuer, self.oidc_client_id]
@@ -262,9 +255,13 @@ class Settings(BaseSettings):
             raise ValueError("LIVEBATCH_OIDC_ISSUER and LIVEBATCH_OIDC_CLIENT_ID go together: set both, or neither")
         if self.oidc_issuer and not self.oidc_issuer.startswith(("https://", "http://")):
             raise ValueError("LIVEBATCH_OIDC_ISSUER must be an http(s) URL")
-        if self.oidc_issuer is not None and not self.oidc_faculty_values:
+        if self.oidc_issuer is not None and not self.faculty_values:
             raise ValueError("LIVEBATCH_OIDC_FACULTY_VALUES must name at least one value")
         return self
+
+    @property
+    def faculty_values(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.oidc_faculty_values.split(",") if part.strip())
 
     @property
     def oidc_enabled(self) -> bool:

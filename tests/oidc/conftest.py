@@ -17,3 +17,6 @@ def identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Iden
         yield provider
     finally:
         provider.stop()
+
+
+from tests.web.conftest import browser as browser  # noqa: E402  Chromium, driven by Playwright (one per session)

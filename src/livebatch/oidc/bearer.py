@@ -30,6 +30,6 @@ async def identify(
     # A token that carries roles speaks for now: one without the faculty role is not faculty, whatever the
     # database remembers from the last sign-in.
     values = claims_of.role_values(claims, settings.oidc_role_claim)
-    if values is not None and claims_of.role(claims, settings.oidc_role_claim, settings.oidc_faculty_values) != role:
+    if values is not None and claims_of.role(claims, settings.oidc_role_claim, settings.faculty_values) != role:
         role = Role.student.value if role == Role.faculty else role
     return user, role

@@ -181,7 +181,7 @@ async def callback(
     except TokenRejected as exc:
         return _failure(request, settings, 401, "Sign-in refused", f"{exc} Start again.")
     who = claims_of.profile(claims)
-    role = claims_of.role(claims, settings.oidc_role_claim, settings.oidc_faculty_values)
+    role = claims_of.role(claims, settings.oidc_role_claim, settings.faculty_values)
     try:
         user = await service.sign_in_from_provider(
             session,
