@@ -12,8 +12,9 @@ from playwright.async_api import Browser, expect
 from livebatch.db import Database
 from tests.conftest import Backend, LiveFactory, SettingsFactory, free_port, seed_courses
 from tests.oidc.support import API_AUDIENCE, CLIENT_ID, CLIENT_SECRET, PASSWORDS, IdentityProviderProcess
-from tests.web.conftest import CHROMIUM_ARGS, WAIT_MS
-from tests.web.helpers import badge, wait_for_count
+from tests.web.conftest import WAIT_MS
+from tests.web.conftest import axe_source as axe_source  # axe-core, vendored by `make axe`
+from tests.web.helpers import accessibility_problems, badge, wait_for_count
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -24,8 +25,8 @@ async def test_a_faculty_member_signs_in_with_the_provider_watches_a_batch_and_s
     make_settings: SettingsFactory,
     live_process: LiveFactory,
     backend: Backend,
+    axe_source: str,
 ) -> None:
-    assert CHROMIUM_ARGS  # the session's Chromium, launched by tests/web/conftest.py
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = make_settings(
@@ -52,6 +53,7 @@ async def test_a_faculty_member_signs_in_with_the_provider_watches_a_batch_and_s
         page.set_default_timeout(WAIT_MS)
         await page.goto(f"{base}/faculty/generate/batches")
         await expect(page).to_have_url(re.compile(r"/signin\?next="))
+        assert await accessibility_problems(page, axe_source) == []
         await page.get_by_role("link", name="Sign in with Test University").click()
 
         # The provider's own page: nothing of livebatch's, another origin.
@@ -65,6 +67,7 @@ async def test_a_faculty_member_signs_in_with_the_provider_watches_a_batch_and_s
         await expect(page.locator(".who")).to_have_text("Ada Lovelace · ada.idp@uni.example")
         session = [c for c in await context.cookies(base) if c["name"] == "livebatch_session"]
         assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Lax"
+        assert await accessibility_problems(page, axe_source) == []  # the top bar with who and Sign out
 
         await page.get_by_role("navigation", name="Main").get_by_role("link", name="New batch").click()
         await page.get_by_label("Number of items").fill("6")
@@ -78,5 +81,20 @@ async def test_a_faculty_member_signs_in_with_the_provider_watches_a_batch_and_s
         assert [c for c in await context.cookies(base) if c["name"] == "livebatch_session"] == []
         await page.goto(f"{base}/faculty/generate/batches")
         await expect(page).to_have_url(re.compile(r"/signin\?next="))
+
+        # Someone the provider knows but not as faculty (a browser of their own): a page that says why, no session.
+        await context.close()
+        context = await browser.new_context(viewport={"width": 1100, "height": 900})
+        page = await context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        await page.goto(f"{base}/signin")
+        await page.get_by_role("link", name="Sign in with Test University").click()
+        await page.get_by_label("Username").fill("sam")
+        await page.get_by_label("Password").fill(PASSWORDS["sam"])
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("heading", name="Not available to you")).to_be_visible()
+        await expect(page.get_by_role("alert")).to_contain_text("does not give you the faculty role")
+        assert [c for c in await context.cookies(base) if c["name"] == "livebatch_session"] == []
+        assert await accessibility_problems(page, axe_source) == []
     finally:
         await context.close()
