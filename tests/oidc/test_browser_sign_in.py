@@ -65,8 +65,8 @@ async def test_a_faculty_member_signs_in_with_the_provider_watches_a_batch_and_s
 
         await expect(page).to_have_url(f"{base}/faculty/generate/batches")
         await expect(page.locator(".who")).to_have_text("Ada Lovelace · ada.idp@uni.example")
-        session = [c for c in await context.cookies(base) if c["name"] == "livebatch_session"]
-        assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Lax"
+        cookie = [c for c in await context.cookies(base) if c["name"] == "livebatch_session"]
+        assert cookie and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Lax"
         assert await accessibility_problems(page, axe_source) == []  # the top bar with who and Sign out
 
         await page.get_by_role("navigation", name="Main").get_by_role("link", name="New batch").click()
