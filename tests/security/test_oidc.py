@@ -137,6 +137,13 @@ async def test_the_code_flow_signs_a_faculty_member_in_and_keeps_who_they_are(ap
     assert again_me["id"] == me["id"]
 
 
+@pytest.mark.parametrize("next_path", ["//evil.example/x", "/\\evil.example/x", "https://evil.example/", "/\tx"])
+async def test_the_page_to_come_back_to_is_always_on_this_site(app: App, next_path: str) -> None:
+    _, flow = await start(app, next_path)
+    held = jwt.decode(flow, JWT_SECRET, algorithms=["HS256"], audience=FLOW_AUDIENCE)
+    assert held["next"] == "/faculty/generate/batches"
+
+
 async def test_a_tampered_state_is_refused_and_signs_no_one_in(app: App, db: Database) -> None:
     authorize, flow = await start(app)
     back = await sign_in_at_provider(authorize, "ada")

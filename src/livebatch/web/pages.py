@@ -86,8 +86,10 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
 
 
 def safe_next(path: str) -> str:
-    # Only a path on this site, like the sign-in links themselves (users/service.py).
-    return path if path.startswith("/") and not path.startswith("//") else "/faculty/generate/batches"
+    # Only a path on this site, like the sign-in links themselves (users/service.py). A backslash or a control
+    # character is refused too: browsers read "/\\evil.example" as "//evil.example", another site.
+    on_site = path.startswith("/") and not path.startswith("//")
+    return path if on_site and path.isprintable() and "\\" not in path else "/faculty/generate/batches"
 
 
 @router.get("/")
