@@ -1,5 +1,5 @@
 """The identity provider, one per test session (starting it migrates its database: seconds on a loaded
-machine); a test that rotates its key restores it."""
+machine); a test that rotates its key restores it. Chromium comes from the pages' fixtures."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.oidc.support import IdentityProviderProcess
+from tests.web.conftest import browser as browser  # Chromium, driven by Playwright (one per session)
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +18,3 @@ def identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Iden
         yield provider
     finally:
         provider.stop()
-
-
-from tests.web.conftest import browser as browser  # noqa: E402  Chromium, driven by Playwright (one per session)
