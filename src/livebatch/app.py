@@ -23,6 +23,8 @@ from livebatch.config import Settings
 from livebatch.deps import WebParts
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
 from livebatch.events.transport import install_log_filter
+from livebatch.oidc import signin as oidc_signin
+from livebatch.oidc.provider import IdentityProvider
 from livebatch.parts import Parts
 from livebatch.users import api as users_api
 from livebatch.web import pages
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(batches_api.router)
     app.include_router(users_api.router)
+    app.include_router(oidc_signin.router(settings))
     app.include_router(webhooks_api.router)
     app.include_router(pages.router)
     app.include_router(settings_page.router)
@@ -95,6 +98,7 @@ def web_parts(parts: Parts) -> WebParts:
         limits=parts.limits,
         streams=streams,
         metrics=parts.metrics,
+        oidc=IdentityProvider(parts.settings) if parts.settings.oidc_enabled else None,
     )
 
 

@@ -1,5 +1,6 @@
 """Who is calling: a JWT from `Authorization: Bearer`, or the same JWT in the HttpOnly session cookie
 (`EventSource` cannot send headers). The role comes from a configurable claim; the user must exist.
+With an identity provider configured, a bearer token it signed is checked by `oidc/bearer.py` instead.
 
 A request that changes state on the strength of the cookie must come from this site: browsers send
 `Origin` on such requests, and SameSite=Lax alone still lets a sibling subdomain post.
@@ -17,8 +18,9 @@ import jwt
 from fastapi import Depends, Request
 
 from livebatch.config import Settings
-from livebatch.deps import ReadSessionDep, SettingsDep
+from livebatch.deps import IdentityProviderDep, ReadSessionDep, SettingsDep
 from livebatch.errors import Forbidden, Unauthorized
+from livebatch.oidc import bearer as provider_bearer
 from livebatch.users import service
 from livebatch.users.models import Role, User
 
@@ -86,7 +88,9 @@ def check_same_site(request: Request, settings: Settings) -> None:
     raise Forbidden("Cross-site request refused: a request signed in by cookie must send its Origin.")
 
 
-async def identify(request: Request, session: ReadSessionDep, settings: SettingsDep) -> Identity:
+async def identify(
+    request: Request, session: ReadSessionDep, settings: SettingsDep, provider: IdentityProviderDep
+) -> Identity:
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -97,12 +101,18 @@ async def identify(request: Request, session: ReadSessionDep, settings: Settings
         token, via = cookie, "cookie"
     else:
         raise Unauthorized("Sign in first: send a bearer token or the session cookie.")
-    claims = decode_token(settings, token.strip())
-    try:
-        user_id = UUID(str(claims["sub"]))
-    except ValueError:
-        raise Unauthorized("The token's subject is not a user id.") from None
-    user = await service.get_user(session, user_id)
+    token = token.strip()
+    user: User | None
+    if via == "bearer" and provider is not None and provider.is_ours(token):
+        user, role = await provider_bearer.identify(session, provider, settings, token)
+    else:
+        claims = decode_token(settings, token)
+        try:
+            user_id = UUID(str(claims["sub"]))
+        except ValueError:
+            raise Unauthorized("The token's subject is not a user id.") from None
+        user = await service.get_user(session, user_id)
+        role = str(claims.get(settings.jwt_role_claim, ""))
     # End the read transaction here, so that its connection goes back to the pool while the endpoint
     # works. Held, it would make a stream or a writing endpoint take a second connection, and a burst of
     # requests as large as the pool would wait on one another until the pool timed out (500s after 30 s).
@@ -111,7 +121,7 @@ async def identify(request: Request, session: ReadSessionDep, settings: Settings
         raise Unauthorized("The token's user no longer exists.")
     if via == "cookie" and request.method not in SAFE_METHODS:
         check_same_site(request, settings)
-    return Identity(user=user, role=str(claims.get(settings.jwt_role_claim, "")), via=via)
+    return Identity(user=user, role=role, via=via)
 
 
 async def require_faculty(identity: Annotated[Identity, Depends(identify)]) -> User:

@@ -145,6 +145,45 @@ class Settings(BaseSettings):
     jwt_ttl_s: int = Field(default=8 * 3600, gt=0, description="Lifetime of a token or sign-in cookie.")
     login_link_ttl_s: int = Field(default=600, gt=0, description="Lifetime of a one-time sign-in link.")
     public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL printed in sign-in links.")
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the school's OpenID Connect provider (its discovery document is "
+        "`<issuer>/.well-known/openid-configuration`); unset = sign-in by one-time link only.",
+    )
+    oidc_client_id: str | None = Field(default=None, description="livebatch's client id at the identity provider.")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="livebatch's client secret at the identity provider."
+    )
+    oidc_provider_name: str = Field(
+        default="your identity provider", description='Name on the sign-in button: "Sign in with <name>".'
+    )
+    oidc_redirect_path: str = Field(
+        default="/auth/oidc/callback",
+        pattern=r"^/[A-Za-z0-9/_.-]*$",
+        description="Path the provider sends the browser back to; register `<LIVEBATCH_PUBLIC_URL><path>` there.",
+    )
+    oidc_scopes: str = Field(default="openid email profile", description="Scopes asked for at sign-in.")
+    oidc_role_claim: str | None = Field(
+        default=None,
+        description="Claim that carries the user's roles or groups; unset = `roles`, else `groups`.",
+    )
+    oidc_faculty_values: str = Field(
+        default="faculty",
+        description="Values of the role claim that make a user faculty, comma-separated.",
+    )
+    oidc_audience: str | None = Field(
+        default=None,
+        description="`aud` a bearer token from the identity provider must carry; unset = the client id.",
+    )
+    oidc_leeway_s: int = Field(
+        default=30, ge=0, le=300, description="Clock skew allowed on `exp`, `nbf` and `iat` of the provider's tokens."
+    )
+    oidc_jwks_refresh_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Least time between two fetches of the provider's signing keys (a token signed with a key "
+        "not in the cache fetches them again, at most this often).",
+    )
     heartbeat_s: float = Field(default=15.0, gt=0, description="Interval of `heartbeat` events on a stream.")
     progress_interval_ms: int = Field(
         default=250,
@@ -208,6 +247,25 @@ class Settings(BaseSettings):
         if not isinstance(parsed, dict):
             raise ValueError(f"must be a JSON object of models, like {PRICES_EXAMPLE}")
         return parsed
+
+    @model_validator(mode="after")
+    def _check_oidc(self) -> Settings:
+        given = [self.oidc_issuer, self.oidc_client_id]
+        if any(given) and not all(given):
+            raise ValueError("LIVEBATCH_OIDC_ISSUER and LIVEBATCH_OIDC_CLIENT_ID go together: set both, or neither")
+        if self.oidc_issuer and not self.oidc_issuer.startswith(("https://", "http://")):
+            raise ValueError("LIVEBATCH_OIDC_ISSUER must be an http(s) URL")
+        if self.oidc_issuer is not None and not self.faculty_values:
+            raise ValueError("LIVEBATCH_OIDC_FACULTY_VALUES must name at least one value")
+        return self
+
+    @property
+    def faculty_values(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.oidc_faculty_values.split(",") if part.strip())
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @model_validator(mode="after")
     def _check_retry_bounds(self) -> Settings:

@@ -20,6 +20,7 @@ from livebatch.config import Settings
 from livebatch.db import Database
 from livebatch.events.bus import Bus
 from livebatch.metrics import Metrics
+from livebatch.oidc.provider import IdentityProvider
 from livebatch.uow import Transactions, UnitOfWork
 
 Clock = Callable[[], datetime]
@@ -35,6 +36,7 @@ class WebParts:
     limits: Limits
     streams: BatchStreams
     metrics: Metrics
+    oidc: IdentityProvider | None = None  # the school's identity provider, when LIVEBATCH_OIDC_* configure one
 
 
 def _parts(request: Request) -> WebParts:
@@ -73,6 +75,10 @@ def _metrics(parts: Parts) -> Metrics:
     return parts.metrics
 
 
+def _identity_provider(parts: Parts) -> IdentityProvider | None:
+    return parts.oidc
+
+
 async def _session(parts: Parts) -> AsyncIterator[AsyncSession]:
     async with parts.db.session() as session:
         yield session
@@ -95,6 +101,7 @@ BusDep = Annotated[Bus, Depends(_bus)]
 LimitsDep = Annotated[Limits, Depends(_limits)]
 StreamsDep = Annotated[BatchStreams, Depends(_streams)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+IdentityProviderDep = Annotated[IdentityProvider | None, Depends(_identity_provider)]
 # scope="function": the session closes when the endpoint returns, not when the response has been sent,
 # so an SSE stream or a streamed export holds no pooled connection for its whole life.
 SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]

@@ -7,7 +7,8 @@
     ├── NotFound                        404 NOT_FOUND
     ├── Conflict                        409 CONFLICT
     ├── PayloadTooLarge                 413 PAYLOAD_TOO_LARGE
-    └── TooManyRequests                 429 TOO_MANY_REQUESTS
+    ├── TooManyRequests                 429 TOO_MANY_REQUESTS
+    └── Unavailable                     503 UNAVAILABLE
 
 Domain errors subclass one of these (`BatchNotFound(NotFound)`) and keep its status; a few narrow the
 code (`TOO_MANY_STREAMS`) so that clients can tell limits apart.
@@ -55,6 +56,12 @@ class PayloadTooLarge(LivebatchError):
 
 class TooManyRequests(LivebatchError):
     status_code, code = 429, "TOO_MANY_REQUESTS"
+
+
+class Unavailable(LivebatchError):
+    """A part livebatch depends on and does not run (the identity provider) cannot be reached."""
+
+    status_code, code = 503, "UNAVAILABLE"
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:

@@ -84,3 +84,12 @@ async def test_signing_out_clears_the_cookie_and_is_guarded_too(browser: httpx.A
     assert response.status_code == 204
     cleared = response.headers["set-cookie"]
     assert cleared.startswith(f'{COOKIE}="";') and "Max-Age=0" in cleared and "Path=/" in cleared
+
+
+async def test_the_pages_sign_out_form_ends_the_session_and_goes_to_sign_in(browser: httpx.AsyncClient) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    forged = await browser.post("/auth/logout", headers=form | {"Origin": "https://evil.example"}, content=b"")
+    assert_error(forged, 403, "FORBIDDEN")  # another site cannot sign a faculty member out either
+    response = await browser.post("/auth/logout", headers=form | {"Origin": OWN}, content=b"")
+    assert response.status_code == 303 and response.headers["location"] == "/signin"
+    assert response.headers["set-cookie"].startswith(f'{COOKIE}="";') and "Max-Age=0" in response.headers["set-cookie"]

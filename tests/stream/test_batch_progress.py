@@ -306,7 +306,7 @@ def _tokens(settings: Settings, person: Person) -> dict[str, dict[str, str]]:
             + mint_token(settings, person.user, now=now - timedelta(hours=2), ttl=timedelta(hours=1))
         },
         "wrong signature": {"Authorization": "Bearer " + jwt.encode(claims, "another-secret-" * 4, algorithm="HS256")},
-        "alg none": {"Authorization": "Bearer " + jwt.encode(claims, None, algorithm="none")},
+        "alg none": {"Authorization": "Bearer " + jwt.encode(claims, "", algorithm="none")},
         "unknown user": {
             "Authorization": "Bearer "
             + jwt.encode(dict(claims, sub=str(uuid4())), settings.effective_jwt_secret, algorithm="HS256")

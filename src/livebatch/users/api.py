@@ -52,9 +52,11 @@ async def sign_in(
 
 
 @router.post("/auth/logout", include_in_schema=False)
-async def sign_out(identity: CurrentIdentity) -> Response:
-    response = Response(status_code=204)
-    response.delete_cookie(COOKIE, path="/")
+async def sign_out(request: Request, identity: CurrentIdentity) -> Response:
+    """Ends the session: the cookie goes. A page's Sign out form is sent on to `/signin`; an API caller gets 204."""
+    form = request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/"))
+    response = RedirectResponse("/signin", status_code=303) if form else Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
     return response
 
 

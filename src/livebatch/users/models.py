@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID, uuid4
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from livebatch.clock import utcnow
@@ -18,12 +18,19 @@ class Role(StrEnum):
 
 
 class User(Base):
+    """A person. One signed in through the identity provider is that provider's `issuer` and `subject` (the
+    identity: an email address may change hands, a subject does not); a local one has neither."""
+
     __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_users_issuer_subject"),)
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    issuer: Mapped[str | None] = mapped_column(String(512), default=None)
+    subject: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class SignInLink(Base):

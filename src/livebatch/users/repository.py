@@ -26,3 +26,8 @@ async def use_sign_in_link(session: AsyncSession, token_hash: str, *, now: datet
         .returning(SignInLink)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_user_by_identity(session: AsyncSession, issuer: str, subject: str) -> User | None:
+    stmt = select(User).where(User.issuer == issuer, User.subject == subject)
+    return (await session.execute(stmt)).scalar_one_or_none()

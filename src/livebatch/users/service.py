@@ -7,7 +7,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livebatch.errors import BadRequest
+from livebatch.errors import BadRequest, Conflict, Forbidden
 from livebatch.users import repository
 from livebatch.users.models import Role, SignInLink, User
 
@@ -32,6 +32,47 @@ async def ensure_user(session: AsyncSession, email: str, role: Role) -> User:
         user = User(email=email, role=role.value)
         session.add(user)
         await session.flush()
+    return user
+
+
+async def get_user_by_identity(session: AsyncSession, issuer: str, subject: str) -> User | None:
+    return await repository.get_user_by_identity(session, issuer, subject)
+
+
+async def sign_in_from_provider(
+    session: AsyncSession,
+    *,
+    issuer: str,
+    subject: str,
+    email: str | None,
+    email_verified: bool,
+    name: str | None,
+    role: Role,
+) -> User:
+    """The user the provider vouches for, created or brought up to date (email, name, role) from its ID token.
+
+    The identity is `issuer` + `subject`. A local user (one-time links) with the same email becomes this
+    identity only when the provider says it verified that address; otherwise anyone who could set that email
+    at the provider would take over the account.
+    """
+    if not email:
+        raise Forbidden("Your identity provider did not send an email address; livebatch needs one (scope `email`).")
+    email = normalize_email(email)
+    user = await repository.get_user_by_identity(session, issuer, subject)
+    holder = await repository.get_user_by_email(session, email)
+    if user is None:
+        if holder is not None:
+            if holder.issuer is not None or not email_verified:
+                raise Conflict(f"Another livebatch account already uses {email}; ask an administrator to merge them.")
+            user = holder
+            user.issuer, user.subject = issuer, subject
+        else:
+            user = User(email=email, role=role.value, issuer=issuer, subject=subject)
+            session.add(user)
+    elif holder is not None and holder.id != user.id:
+        raise Conflict(f"Another livebatch account already uses {email}; ask an administrator to merge them.")
+    user.email, user.name, user.role = email, name, role.value
+    await session.flush()
     return user
 
 

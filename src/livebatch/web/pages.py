@@ -85,9 +85,11 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
     return response
 
 
-def _safe_next(path: str) -> str:
-    # Only a path on this site, like the sign-in links themselves (users/service.py).
-    return path if path.startswith("/") and not path.startswith("//") else "/faculty/generate/batches"
+def safe_next(path: str) -> str:
+    # Only a path on this site, like the sign-in links themselves (users/service.py). A backslash or a control
+    # character is refused too: browsers read "/\\evil.example" as "//evil.example", another site.
+    on_site = path.startswith("/") and not path.startswith("//")
+    return path if on_site and path.isprintable() and "\\" not in path else "/faculty/generate/batches"
 
 
 @router.get("/")
@@ -97,10 +99,16 @@ async def home() -> RedirectResponse:
 
 @router.get("/signin")
 async def sign_in_help(
-    request: Request, next_path: Annotated[str, Query(alias="next", max_length=500)] = ""
+    request: Request, settings: SettingsDep, next_path: Annotated[str, Query(alias="next", max_length=500)] = ""
 ) -> Response:
-    """Where a visitor without a session lands: sign-in is by one-time link, printed by the CLI."""
-    return render(request, "signin.html", {"next": _safe_next(next_path)})
+    """Where a visitor without a session lands: "Sign in with <provider>" when an identity provider is set up,
+    else how to get a one-time link from the CLI."""
+    context = {
+        "next": safe_next(next_path),
+        "oidc": settings.oidc_enabled,
+        "provider_name": settings.oidc_provider_name,
+    }
+    return render(request, "signin.html", context)
 
 
 @router.get("/faculty/generate/batches")
