@@ -1,5 +1,7 @@
 """Who is calling: a JWT from `Authorization: Bearer`, or the same JWT in the HttpOnly session cookie
-(`EventSource` cannot send headers). The role comes from a configurable claim; the user must exist.
+(`EventSource` cannot send headers). The user must exist, and the token must carry the user's current
+token version (bumped on sign-out and on a change of role); the role is the user row's, read on every
+request, so a demotion takes effect at once whatever an older token says.
 
 A request that changes state on the strength of the cookie must come from this site: browsers send
 `Origin` on such requests, and SameSite=Lax alone still lets a sibling subdomain post.
@@ -23,6 +25,7 @@ from livebatch.users import service
 from livebatch.users.models import Role, User
 
 COOKIE = "livebatch_session"
+VERSION_CLAIM = "ver"  # the user's token version when the token was minted; none (older tokens) reads as 0
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -39,6 +42,7 @@ def mint_token(settings: Settings, user: User, *, now: datetime, ttl: timedelta 
         "sub": str(user.id),
         "email": user.email,
         settings.jwt_role_claim: user.role,
+        VERSION_CLAIM: user.token_version,
         "iat": now,
         "nbf": now,
         "exp": now + lifetime,
@@ -109,9 +113,16 @@ async def identify(request: Request, session: ReadSessionDep, settings: Settings
     await session.commit()
     if user is None:
         raise Unauthorized("The token's user no longer exists.")
+    if _token_version(claims) != user.token_version:
+        raise Unauthorized("The token was revoked (signed out, or the role changed); sign in again.")
     if via == "cookie" and request.method not in SAFE_METHODS:
         check_same_site(request, settings)
-    return Identity(user=user, role=str(claims.get(settings.jwt_role_claim, "")), via=via)
+    return Identity(user=user, role=user.role, via=via)
+
+
+def _token_version(claims: dict[str, Any]) -> int | None:
+    version = claims.get(VERSION_CLAIM, 0)
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 async def require_faculty(identity: Annotated[Identity, Depends(identify)]) -> User:

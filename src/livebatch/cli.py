@@ -361,12 +361,13 @@ async def _mint(settings: Settings, email: str, *, role: str | None) -> str:
     from livebatch.auth import mint_token
     from livebatch.clock import utcnow
     from livebatch.users.models import Role
-    from livebatch.users.service import ensure_user
+    from livebatch.users.service import ensure_user, set_role
 
     async def work(session: Any) -> str:
         user = await ensure_user(session, email, Role(role) if role else Role.faculty)
-        if role is not None and user.role != role:
-            user.role = Role(role).value
+        if role is not None:
+            set_role(user, Role(role))  # revokes the tokens minted with the old role
+            await session.flush()
         return mint_token(settings, user, now=utcnow())
 
     try:

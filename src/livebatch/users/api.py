@@ -52,7 +52,10 @@ async def sign_in(
 
 
 @router.post("/auth/logout", include_in_schema=False)
-async def sign_out(identity: CurrentIdentity) -> Response:
+async def sign_out(identity: CurrentIdentity, session: SessionDep) -> Response:
+    """Signs the user out everywhere: the cookie goes, and every token minted before is refused."""
+    await service.revoke_tokens(session, identity.user.id)
+    await session.commit()
     response = Response(status_code=204)
     response.delete_cookie(COOKIE, path="/")
     return response

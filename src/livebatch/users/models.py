@@ -24,6 +24,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written into every token; bumped on sign-out and on a change of role, so that older tokens are refused.
+    token_version: Mapped[int] = mapped_column(default=0)
 
 
 class SignInLink(Base):

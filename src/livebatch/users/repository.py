@@ -17,6 +17,11 @@ async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     return (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
 
+async def bump_token_version(session: AsyncSession, user_id: UUID) -> None:
+    """Every token minted for the user before now is refused from the commit on (auth.identify)."""
+    await session.execute(update(User).where(User.id == user_id).values(token_version=User.token_version + 1))
+
+
 async def use_sign_in_link(session: AsyncSession, token_hash: str, *, now: datetime) -> SignInLink | None:
     """Marks an unused, unexpired link used; None when there is no such link (the update is the check)."""
     stmt = (

@@ -35,6 +35,18 @@ async def ensure_user(session: AsyncSession, email: str, role: Role) -> User:
     return user
 
 
+async def revoke_tokens(session: AsyncSession, user_id: UUID) -> None:
+    """Signing out: every token the user holds (every browser, every script) is refused from now on."""
+    await repository.bump_token_version(session, user_id)
+
+
+def set_role(user: User, role: Role) -> None:
+    """A new role; the tokens minted with the old one are revoked, so none of them outlives the change."""
+    if user.role != role.value:
+        user.role = role.value
+        user.token_version += 1
+
+
 def hash_link_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
