@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     max_running_batches_per_user: int = Field(
         default=5, ge=1, description="Batches per user that may be queued, running or paused at once."
     )
+    max_items_per_day: int = Field(
+        default=10_000,
+        ge=1,
+        description="Items per user in the batches created over the last 24 hours, cancelled ones included.",
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted.")
     shutdown_grace_s: float = Field(
         default=2.0, ge=0, description="Time streams get to end cleanly when the server stops."

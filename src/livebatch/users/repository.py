@@ -13,6 +13,15 @@ async def get_user(session: AsyncSession, user_id: UUID) -> User | None:
     return await session.get(User, user_id)
 
 
+async def lock_user(session: AsyncSession, user_id: UUID) -> None:
+    """Serializes this user's limit checks: the user row, locked for this transaction (SQLite's BEGIN
+    IMMEDIATE already serializes every writer). FOR NO KEY UPDATE, not FOR UPDATE: the KEY SHARE lock that
+    a foreign key to the user takes (a new batch, a webhook delivery written by item work holding its batch)
+    does not wait for it, so item work never deadlocks with a request holding it."""
+    stmt = select(User.id).where(User.id == user_id).with_for_update(key_share=True)
+    await session.execute(stmt)
+
+
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     return (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
