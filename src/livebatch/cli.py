@@ -66,18 +66,11 @@ def serve(
     ] = None,
 ) -> None:
     """Start the web app and API (on SQLite, also the work and the schema)."""
-    import uvicorn
-
+    from livebatch import serving
     from livebatch.app import create_app
 
     settings = _settings()
-    uvicorn.run(
-        create_app(settings, worker=worker),
-        host=host,
-        port=port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
-    )
+    serving.run(create_app(settings, worker=worker), settings, host=host, port=port)
 
 
 @app.command()

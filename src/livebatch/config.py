@@ -168,6 +168,15 @@ class Settings(BaseSettings):
         description="Items per user in the batches created over the last 24 hours, cancelled ones included.",
     )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted.")
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send a request's headers; past it `livebatch serve` answers 408 "
+        "and closes the connection.",
+    )
+    keep_alive_s: int = Field(
+        default=5, ge=1, description="An idle keep-alive connection to `livebatch serve` is closed after this long."
+    )
     shutdown_grace_s: float = Field(
         default=2.0, ge=0, description="Time streams get to end cleanly when the server stops."
     )
