@@ -258,7 +258,7 @@ class Settings(BaseSettings):
         path = self.data_dir / "jwt-secret"
         if not path.exists():
             # Written aside and linked into place, so two processes starting at once agree on one secret.
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             draft = path.with_name(f".jwt-secret.{os.getpid()}")
             fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:

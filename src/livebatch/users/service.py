@@ -24,6 +24,10 @@ def normalize_email(email: str) -> str:
     return email
 
 
+async def find_user(session: AsyncSession, email: str) -> User | None:
+    return await repository.get_user_by_email(session, normalize_email(email))
+
+
 async def ensure_user(session: AsyncSession, email: str, role: Role) -> User:
     """The user with this email, created with `role` if new (an existing user keeps their role)."""
     email = normalize_email(email)
@@ -47,6 +51,11 @@ def set_role(user: User, role: Role) -> None:
         user.token_version += 1
 
 
+def check_next_path(next_path: str) -> None:
+    if not next_path.startswith("/") or next_path.startswith("//"):
+        raise BadRequest("The sign-in link may only lead to a path on this site.")
+
+
 def hash_link_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -55,8 +64,7 @@ async def create_sign_in_link(
     session: AsyncSession, user: User, *, next_path: str, now: datetime, ttl: timedelta
 ) -> str:
     """Stores a one-time link for `user` and returns its secret (shown once, never stored)."""
-    if not next_path.startswith("/") or next_path.startswith("//"):
-        raise BadRequest("The sign-in link may only lead to a path on this site.")
+    check_next_path(next_path)
     secret = secrets.token_urlsafe(32)
     session.add(
         SignInLink(token_hash=hash_link_secret(secret), user_id=user.id, next_path=next_path, expires_at=now + ttl)
