@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, event, text
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -155,12 +155,17 @@ class Database:
         if path is not None and not _sqlite_files_writable(path):
             raise DatabaseReadOnly(f"{path.name} is read-only")
         async with self.session() as session:
-            if not self.is_sqlite:
-                stmt = text("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'")
-                if (await session.execute(stmt)).scalar_one():
-                    raise DatabaseReadOnly("the database is read-only")
-            else:
+            if self.is_sqlite:
                 await session.execute(text("SELECT 1"))
+                return
+            try:
+                # Writes nothing, but PostgreSQL refuses it in a read-only transaction (25006) as it would a
+                # real write: the error recycles the pool (recycle_read_only_connections) as a write's would.
+                await session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE false"))
+            except DBAPIError as exc:
+                if is_read_only_error(exc.orig):
+                    raise DatabaseReadOnly("the database is read-only") from None
+                raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()

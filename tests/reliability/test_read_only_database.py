@@ -1,5 +1,6 @@
-"""The SQLite files read-only for a while (a full disk, a remount, an operator's chmod): `/readyz` says so
-while it lasts, and writes work again as soon as it ends, with no restart (issue 19, item 4).
+"""The database read-only for a while (SQLite: a full disk, a remount, an operator's chmod; PostgreSQL: a
+standby, `default_transaction_read_only`): `/readyz` says so while it lasts, and writes work again as soon as
+it ends, with no restart (issue 19, item 4).
 
 A connection SQLite opens while its file is read-only stays read-only for good: kept in the pool, it would
 fail every write after the files came back. The server runs with file permissions enforced on it: as root
@@ -20,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from livebatch.app import create_app
+from livebatch.parts import Parts
 from tests.api.conftest import BATCH
-from tests.conftest import LiveProcess, Person, SettingsFactory, batch_body, settings_env
-
-pytestmark = pytest.mark.usefixtures("embedded_only")
+from tests.conftest import Backend, LiveProcess, Person, SettingsFactory, _admin, batch_body, settings_env
 
 BURST = 20
 DROP_CAPS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
@@ -84,7 +85,8 @@ async def _budget_burst(http: httpx.AsyncClient, batch_id: str) -> list[int]:
     return [a.status_code for a in answers]
 
 
-async def test_a_read_only_database_is_not_ready_and_writes_recover_once_it_is_writable_again(
+@pytest.mark.usefixtures("embedded_only")
+async def test_read_only_sqlite_files_are_not_ready_and_writes_recover_once_they_are_writable_again(
     make_settings: SettingsFactory, people: dict[str, Person], tmp_path: Path
 ) -> None:
     prefix = _privilege_drop()
@@ -123,3 +125,41 @@ async def test_a_read_only_database_is_not_ready_and_writes_recover_once_it_is_w
     finally:
         _set_read_only(path, False)
         server.kill()
+
+
+@pytest.mark.usefixtures("scaled_only")
+async def test_a_read_only_postgresql_is_not_ready_and_writes_recover_once_it_is_writable_again(
+    parts: Parts, people: dict[str, Person], backend: Backend, database_url: str
+) -> None:
+    """Sessions opened while the database's default is read-only stay read-only after it is lifted: like
+    SQLite's connections, kept in the pool they would refuse writes for good."""
+    name = database_url.rpartition("/")[2]
+    # The app in process, answering a failed write with its 500 rather than raising it into the test.
+    transport = httpx.ASGITransport(app=create_app(parts=parts), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        client.headers.update(people["faculty"].headers)
+        await _read_only_then_writable(client, backend, name)
+
+
+async def _read_only_then_writable(client: httpx.AsyncClient, backend: Backend, name: str) -> None:
+    created = await client.post(BATCH, json=batch_body(3))
+    assert created.status_code == 201, created.text
+    batch_id = created.json()["id"]
+
+    await asyncio.to_thread(
+        _admin, backend.pg_admin_url, f"ALTER DATABASE {name} SET default_transaction_read_only = on"
+    )
+    try:
+        # The pool's sessions end; those opened from now on are read-only.
+        terminate = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        await asyncio.to_thread(_admin, backend.pg_admin_url, terminate)
+        reason = await _wait_ready(client, 503)
+        assert "read-only" in reason, reason
+        await _budget_burst(client, batch_id)  # fills the pool with read-only sessions
+    finally:
+        lift = f"ALTER DATABASE {name} SET default_transaction_read_only = off"
+        await asyncio.to_thread(_admin, backend.pg_admin_url, lift)
+
+    await _wait_ready(client, 200)
+    for _ in range(3):
+        assert await _budget_burst(client, batch_id) == [200] * BURST
