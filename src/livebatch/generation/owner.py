@@ -31,9 +31,9 @@ class _Held:
     in_use: bool
 
 
-# The lock files this process holds. A lock is kept until the process exits, also after its worker has
-# closed: work that was cancelled at close may still hold leases under the name, and a later worker of
-# this same process must not release them (it reuses the name, and releases nothing).
+# The lock files this process holds. A worker that closes with item work that would not stop keeps its
+# lock until the process exits: that work may still hold claims under the name, and a later worker of this
+# same process must not release them (it reuses the name, and releases nothing).
 _HELD: dict[Path, _Held] = {}
 
 
@@ -43,10 +43,16 @@ class LeaseOwner:
     reclaims: bool  # the claims under `name` are a dead process's of this deployment: release them
     lock: Path | None = None
 
-    def close(self) -> None:
-        """The name is free for another worker of this process (which will not release anything)."""
-        held = _HELD.get(self.lock) if self.lock is not None else None
-        if held is not None and held.name == self.name:
+    def close(self, *, release: bool = True) -> None:
+        """Lets the lock go, once no claim under the name can still be in use (`release`), so that the next
+        process or worker on the directory takes the name and releases what is left under it; otherwise the
+        name stays locked by this process, free for another worker of it, which will release nothing."""
+        if self.lock is None or (held := _HELD.get(self.lock)) is None or held.name != self.name:
+            return
+        if release:
+            del _HELD[self.lock]
+            os.close(held.fd)  # closing the descriptor drops the lock
+        else:
             held.in_use = False
 
 

@@ -76,6 +76,7 @@ class Worker:
         self._background: list[asyncio.Task[Any]] = []
         self._requeue: asyncio.Task[None] | None = None
         self._stuck: set[asyncio.Task[Any]] = set()  # background tasks that did not stop when cancelled
+        self._stuck_work: set[asyncio.Task[Any]] = set()  # item work that did not stop when cancelled
 
     @property
     def durable_queue(self) -> bool:
@@ -331,7 +332,8 @@ class Worker:
         work_under_way = set(self._work)
         for task in work_under_way:
             task.cancel()
-        _log_stuck(await _settle(work_under_way, 5.0), "item work")
+        self._stuck_work = await _settle(work_under_way, 5.0)
+        _log_stuck(self._stuck_work, "item work")
 
     async def aclose(self) -> None:
         """After the queue has closed: waits for loops that did not stop at once, and closes the provider.
@@ -339,7 +341,9 @@ class Worker:
         Taskiq's Redis receiver can lose a cancel that lands as its first XREADGROUP starts; closing the
         broker's connections ends that read, so the receiver gets a second chance after the shutdown."""
         _log_stuck(await _settle(self._stuck, 5.0), "background task")
-        self.owner.close()
+        # Item work that would not stop may still hold claims under the owner's name: then the name stays
+        # locked by this process, so that no later worker of this deployment releases them.
+        self.owner.close(release=not any(not task.done() for task in self._stuck_work))
         await self.provider.aclose()
 
 
