@@ -57,6 +57,7 @@ SERVER: dict[str, Any] = {
     "retry_max_ms": 200,
     "max_target_count": 10_000,
     "max_running_batches_per_user": 100,
+    "max_items_per_day": 1_000_000,  # the pages' batches together hold more than a user's daily quota
     "log_format": "text",
 }
 SECRET = "bench-page-secret-0123456789-0123456789"

@@ -68,3 +68,19 @@ def test_the_example_environment_names_only_real_settings() -> None:
     names = re.findall(r"^LIVEBATCH_(\w+)=", (DEPLOY / "livebatch.env.example").read_text(), flags=re.MULTILINE)
     assert {"DATABASE_URL", "REDIS_URL", "JWT_SECRET"} <= set(names)
     assert {n.lower() for n in names} <= Settings.model_fields.keys()
+
+
+@pytest.mark.parametrize("unit", ["livebatch-api@.service", "livebatch-worker@.service"])
+def test_long_running_units_raise_the_open_file_limit(unit: str) -> None:
+    (limit,) = re.findall(r"^LimitNOFILE=(\d+)$", (DEPLOY / "systemd" / unit).read_text(), flags=re.MULTILINE)
+    assert int(limit) >= 16384  # every stream and connection is one descriptor; the default soft limit is 1024
+
+
+def test_nginx_bounds_how_long_a_slow_client_holds_a_connection() -> None:
+    text = (DEPLOY / "nginx.conf").read_text()
+    for directive in ("client_header_timeout", "client_body_timeout", "send_timeout", "keepalive_timeout"):
+        assert re.search(rf"^\s*{directive} \d+s;", text, flags=re.MULTILINE), directive
+    # nginx must drop an idle upstream connection before the app does (LIVEBATCH_KEEP_ALIVE_S, 5 s by default).
+    (upstream,) = re.findall(r"upstream livebatch \{(.*?)\}", text, flags=re.DOTALL)
+    (seconds,) = re.findall(r"keepalive_timeout (\d+)s;", upstream)
+    assert int(seconds) < 5

@@ -1,6 +1,9 @@
 """Who is calling: a JWT from `Authorization: Bearer`, or the same JWT in the HttpOnly session cookie
-(`EventSource` cannot send headers). The role comes from a configurable claim; the user must exist.
-With an identity provider configured, a bearer token it signed is checked by `oidc/bearer.py` instead.
+(`EventSource` cannot send headers). The user must exist, and the token must carry the user's current
+token version (bumped on sign-out and on a change of role); the role is the user row's, read on every
+request, so a demotion takes effect at once whatever an older token says.
+With an identity provider configured, a bearer token it signed is checked by `oidc/bearer.py` instead
+(against the provider's keys; the role from the user row and what the token says of it).
 
 A request that changes state on the strength of the cookie must come from this site: browsers send
 `Origin` on such requests, and SameSite=Lax alone still lets a sibling subdomain post.
@@ -25,6 +28,7 @@ from livebatch.users import service
 from livebatch.users.models import Role, User
 
 COOKIE = "livebatch_session"
+VERSION_CLAIM = "ver"  # the user's token version when the token was minted; none (older tokens) reads as 0
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -41,6 +45,7 @@ def mint_token(settings: Settings, user: User, *, now: datetime, ttl: timedelta 
         "sub": str(user.id),
         "email": user.email,
         settings.jwt_role_claim: user.role,
+        VERSION_CLAIM: user.token_version,
         "iat": now,
         "nbf": now,
         "exp": now + lifetime,
@@ -103,6 +108,7 @@ async def identify(
         raise Unauthorized("Sign in first: send a bearer token or the session cookie.")
     token = token.strip()
     user: User | None
+    version: int | None = None  # of one of our own tokens; the provider's carry none and are its to revoke
     if via == "bearer" and provider is not None and provider.is_ours(token):
         user, role = await provider_bearer.identify(session, provider, settings, token)
     else:
@@ -112,16 +118,26 @@ async def identify(
         except ValueError:
             raise Unauthorized("The token's subject is not a user id.") from None
         user = await service.get_user(session, user_id)
-        role = str(claims.get(settings.jwt_role_claim, ""))
+        role = user.role if user is not None else ""
+        version = _token_version(claims)
+        if version is None:
+            raise Unauthorized("The token's version is not a number.")
     # End the read transaction here, so that its connection goes back to the pool while the endpoint
     # works. Held, it would make a stream or a writing endpoint take a second connection, and a burst of
     # requests as large as the pool would wait on one another until the pool timed out (500s after 30 s).
     await session.commit()
     if user is None:
         raise Unauthorized("The token's user no longer exists.")
+    if version is not None and version != user.token_version:
+        raise Unauthorized("The token was revoked (signed out, or the role changed); sign in again.")
     if via == "cookie" and request.method not in SAFE_METHODS:
         check_same_site(request, settings)
     return Identity(user=user, role=role, via=via)
+
+
+def _token_version(claims: dict[str, Any]) -> int | None:
+    version = claims.get(VERSION_CLAIM, 0)
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 async def require_faculty(identity: Annotated[Identity, Depends(identify)]) -> User:

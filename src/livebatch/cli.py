@@ -66,18 +66,11 @@ def serve(
     ] = None,
 ) -> None:
     """Start the web app and API (on SQLite, also the work and the schema)."""
-    import uvicorn
-
+    from livebatch import serving
     from livebatch.app import create_app
 
     settings = _settings()
-    uvicorn.run(
-        create_app(settings, worker=worker),
-        host=host,
-        port=port,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
-    )
+    serving.run(create_app(settings, worker=worker), settings, host=host, port=port)
 
 
 @app.command()
@@ -261,12 +254,15 @@ def token_command(
 
 @app.command("login-link")
 def login_link(
-    user: Annotated[str, typer.Option(help="Email of the local user (created as faculty if new).")] = DEMO_USER,
+    user: Annotated[str, typer.Option(help="Email of the local user.")] = DEMO_USER,
     next_path: Annotated[str, typer.Option("--next", help="Page to land on.")] = "/faculty/generate/batches",
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the user, as a faculty member, if there is none.")
+    ] = False,
 ) -> None:
     """Print a one-time, short-lived sign-in link that sets the session cookie and redirects."""
     settings = _settings()
-    print(asyncio.run(_login_link(settings, user, next_path)))
+    print(asyncio.run(_login_link(settings, user, next_path, create=create)))
 
 
 @course_app.command("add")
@@ -361,12 +357,13 @@ async def _mint(settings: Settings, email: str, *, role: str | None) -> str:
     from livebatch.auth import mint_token
     from livebatch.clock import utcnow
     from livebatch.users.models import Role
-    from livebatch.users.service import ensure_user
+    from livebatch.users.service import ensure_user, set_role
 
     async def work(session: Any) -> str:
         user = await ensure_user(session, email, Role(role) if role else Role.faculty)
-        if role is not None and user.role != role:
-            user.role = Role(role).value
+        if role is not None:
+            set_role(user, Role(role))  # revokes the tokens minted with the old role
+            await session.flush()
         return mint_token(settings, user, now=utcnow())
 
     try:
@@ -377,14 +374,19 @@ async def _mint(settings: Settings, email: str, *, role: str | None) -> str:
     return token
 
 
-async def _login_link(settings: Settings, email: str, next_path: str) -> str:
+async def _login_link(settings: Settings, email: str, next_path: str, *, create: bool = False) -> str:
     from datetime import timedelta
 
     from livebatch.clock import utcnow
+    from livebatch.errors import BadRequest
     from livebatch.users.models import Role
-    from livebatch.users.service import create_sign_in_link, ensure_user
+    from livebatch.users.service import check_next_path, create_sign_in_link, ensure_user, find_user
 
     async def work(session: Any) -> str:
+        check_next_path(next_path)
+        # A mistyped address must not become a new faculty account that can generate items.
+        if not create and await find_user(session, email) is None:
+            raise BadRequest(f"No user {email.strip().lower()}: check the address, or add --create to create them.")
         user = await ensure_user(session, email, Role.faculty)
         ttl = timedelta(seconds=settings.login_link_ttl_s)
         return await create_sign_in_link(session, user, next_path=next_path, now=utcnow(), ttl=ttl)

@@ -201,7 +201,21 @@ class Settings(BaseSettings):
     max_running_batches_per_user: int = Field(
         default=5, ge=1, description="Batches per user that may be queued, running or paused at once."
     )
+    max_items_per_day: int = Field(
+        default=10_000,
+        ge=1,
+        description="Items per user in the batches created over the last 24 hours, cancelled ones included.",
+    )
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request body accepted.")
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send a request's headers; past it `livebatch serve` answers 408 "
+        "and closes the connection.",
+    )
+    keep_alive_s: int = Field(
+        default=5, ge=1, description="An idle keep-alive connection to `livebatch serve` is closed after this long."
+    )
     shutdown_grace_s: float = Field(
         default=2.0, ge=0, description="Time streams get to end cleanly when the server stops."
     )
@@ -302,7 +316,7 @@ class Settings(BaseSettings):
         path = self.data_dir / "jwt-secret"
         if not path.exists():
             # Written aside and linked into place, so two processes starting at once agree on one secret.
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             draft = path.with_name(f".jwt-secret.{os.getpid()}")
             fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:

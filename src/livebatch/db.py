@@ -8,10 +8,13 @@ so streams and GETs never wait for the write lock.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, event
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -71,12 +74,67 @@ def prepare_sqlite(engine: AsyncEngine, *, foreign_keys: bool = True) -> None:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+class DatabaseReadOnly(Exception):
+    """The database takes no writes now (read-only files, a read-only PostgreSQL)."""
+
+
+READ_ONLY_SQLSTATE = "25006"  # PostgreSQL's read_only_sql_transaction: a standby, or a read-only default
+
+
+def is_read_only_error(exc: BaseException | None) -> bool:
+    """SQLite's SQLITE_READONLY ("attempt to write a readonly database") or PostgreSQL's 25006."""
+    if exc is None:
+        return False
+    if getattr(exc, "sqlstate", None) == READ_ONLY_SQLSTATE or getattr(exc, "pgcode", None) == READ_ONLY_SQLSTATE:
+        return True
+    return "readonly database" in str(exc) or "read-only transaction" in str(exc)
+
+
+def sqlite_path(engine: AsyncEngine) -> Path | None:
+    database = engine.url.database
+    return Path(database) if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+def _sqlite_files_writable(path: Path) -> bool:
+    files = [path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")]
+    return all(os.access(f, os.W_OK) for f in files if f.exists())
+
+
+def recycle_read_only_connections(engine: AsyncEngine) -> None:
+    """A connection that failed a write because the database was read-only is thrown away, with the rest of
+    the pool (SQLAlchemy's handling of a disconnect), so that writes work again once the database does.
+
+    On SQLite that is not enough: a connection opened while the file was read-only stays read-only for good,
+    even after the file is writable again. Such a connection is marked when it is opened, and replaced when
+    it is next taken from the pool once the file is writable."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        if is_read_only_error(context.original_exception):
+            context.is_disconnect = True
+
+    path = sqlite_path(engine)
+    if path is None:
+        return
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info["opened_read_only"] = not _sqlite_files_writable(path)
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get("opened_read_only") and _sqlite_files_writable(path):
+            raise DisconnectionError("opened while the database was read-only")  # the pool opens another
+
+
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=pool_size, max_overflow=max_overflow)
         prepare_sqlite(engine)
-        return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    else:
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    recycle_read_only_connections(engine)
+    return engine
 
 
 class Database:
@@ -89,6 +147,25 @@ class Database:
         read_engine = self.engine.execution_options(sqlite_readonly=True) if self.is_sqlite else self.engine
         self.session = async_sessionmaker(self.engine, expire_on_commit=False)
         self.read_session = async_sessionmaker(read_engine, expire_on_commit=False)
+
+    async def check_writable(self) -> None:
+        """Raises unless a write transaction can begin now (`/readyz`): the SQLite files writable and the
+        write lock taken (BEGIN IMMEDIATE); PostgreSQL not read-only."""
+        path = sqlite_path(self.engine) if self.is_sqlite else None
+        if path is not None and not _sqlite_files_writable(path):
+            raise DatabaseReadOnly(f"{path.name} is read-only")
+        async with self.session() as session:
+            if self.is_sqlite:
+                await session.execute(text("SELECT 1"))
+                return
+            try:
+                # Writes nothing, but PostgreSQL refuses it in a read-only transaction (25006) as it would a
+                # real write: the error recycles the pool (recycle_read_only_connections) as a write's would.
+                await session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE false"))
+            except DBAPIError as exc:
+                if is_read_only_error(exc.orig):
+                    raise DatabaseReadOnly("the database is read-only") from None
+                raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()

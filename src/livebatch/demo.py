@@ -28,6 +28,7 @@ from livebatch.courses.service import DEMO_COURSES, seed_demo_courses
 from livebatch.generation.offline import OFFLINE_MODEL
 from livebatch.migrate import upgrade_async
 from livebatch.parts import Parts
+from livebatch.serving import options as server_options
 from livebatch.terminal import cli_command
 from livebatch.users.models import Role
 from livebatch.users.service import create_sign_in_link, ensure_user
@@ -105,7 +106,8 @@ async def run_demo(settings: Settings, console: Console, *, port: int, count: in
 async def _serve(parts: Parts, console: Console, *, host: str, port: int, count: int) -> None:
     settings = parts.settings
     app = create_app(parts=parts)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=3))
+    config = uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=3, **server_options(settings))
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from starlette.responses import Response
 
 from livebatch.batches import reads
+from livebatch.db import DatabaseReadOnly
 from livebatch.deps import BusDep, DatabaseDep, MetricsDep
 
 logger = logging.getLogger("livebatch.app")
@@ -28,13 +28,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "A dependency is unreachable"}})
 async def readyz(db: DatabaseDep, bus: BusDep) -> JSONResponse:
-    """The database (and Redis, when configured) answer within a couple of seconds."""
-
-    async def database() -> None:
-        async with db.read_session() as session:
-            await session.execute(text("SELECT 1"))
-
-    checks = {"database": await _probe(database)}
+    """The database (and Redis, when configured) answer within a couple of seconds, and the database takes
+    writes: a read-only database is not ready, though it still answers reads."""
+    checks = {"database": await _probe(db.check_writable)}
     ping = getattr(bus, "ping", None)
     if ping is not None:
         checks["redis"] = await _probe(ping)
@@ -66,6 +62,8 @@ async def _probe(check: Callable[[], Awaitable[object]]) -> str:
             await check()
     except TimeoutError:
         return "unavailable: no answer"
+    except DatabaseReadOnly as exc:
+        return f"unavailable: read-only ({exc})"
     except Exception as exc:
         return f"unavailable: {type(exc).__name__}"
     return "ok"

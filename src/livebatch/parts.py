@@ -77,6 +77,7 @@ def limits_of(settings: Settings) -> Limits:
     return Limits(
         max_target_count=settings.max_target_count,
         max_active_batches=settings.max_running_batches_per_user,
+        max_items_per_day=settings.max_items_per_day,
         concurrency=settings.batch_concurrency,
         item_prior_ms=settings.effective_item_prior_ms,
         currency=settings.currency,

@@ -38,6 +38,7 @@ from tests.conftest import Backend
 TABLES = {"users", "courses", "sign_in_links", "batch_jobs", "batch_items", "batch_events", "generated_items"}
 WEBHOOK_TABLES = {"webhooks", "webhook_deliveries"}
 WEBHOOK_REVISION = "0004_failures_and_webhooks"
+IDENTITY_REVISION = "0007_identity"
 
 
 def _postgres(admin_url: str, statement: str) -> None:
@@ -300,5 +301,53 @@ async def test_the_webhook_revision_goes_down_and_up_again_keeping_every_other_r
         async with db.engine.connect() as connection:
             tables, version, drift = await connection.run_sync(_schema)
         assert WEBHOOK_TABLES <= tables and version == head and drift == []
+    finally:
+        await db.dispose()
+
+
+async def test_the_hardening_revision_goes_down_and_up_again_keeping_users_and_items(
+    fresh: tuple[dict[str, str], str],
+) -> None:
+    """The revision of issue 19, both ways on this backend's database: down drops `users.token_version` and
+    `batch_items.lease_owner` and keeps every row; up adds them again, every user at version 0, so that the
+    tokens minted before it (which carry no version) stay valid."""
+    from livebatch.batches import service
+    from livebatch.courses.service import seed_demo_courses
+    from livebatch.users.models import Role, User
+    from livebatch.users.service import ensure_user
+    from tests.batches.conftest import spec
+    from tests.checks import Unqueued
+
+    _, url = fresh
+    script = ScriptDirectory.from_config(alembic_config(url))
+    revision = script.get_revision("0008_hardening")
+    assert revision.down_revision == IDENTITY_REVISION
+    await upgrade_async(url)
+    db = Database(url)
+    try:
+        async with Unqueued(db).begin() as uow:
+            await seed_demo_courses(uow.session)
+            owner = await ensure_user(uow.session, "ada@uni.example", Role.faculty)
+            owner.token_version = 3
+            await service.create_batch(uow, spec(3), owner=owner, limits=service.Limits(), now=owner.created_at)
+            await uow.commit()
+
+        await asyncio.to_thread(downgrade, url, IDENTITY_REVISION)
+        async with db.engine.connect() as connection:
+            users = await connection.run_sync(lambda c: {x["name"] for x in inspect(c).get_columns("users")})
+            items = await connection.run_sync(lambda c: {x["name"] for x in inspect(c).get_columns("batch_items")})
+            counts = [
+                (await connection.execute(text(f"SELECT count(*) FROM {name}"))).scalar_one()
+                for name in ("users", "batch_jobs", "batch_items")
+            ]
+        assert "token_version" not in users and "lease_owner" not in items
+        assert counts == [1, 1, 3]
+
+        await upgrade_async(url)
+        async with db.engine.connect() as connection:
+            _, version, drift = await connection.run_sync(_schema)
+            assert version == script.get_current_head() and drift == []
+            rows = (await connection.execute(select(User.token_version))).scalars().all()
+        assert rows == [0]
     finally:
         await db.dispose()

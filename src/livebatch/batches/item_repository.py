@@ -118,7 +118,9 @@ class Claimed:
     was_retrying: bool
 
 
-async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta) -> Claimed | None:
+async def claim_item(
+    session: AsyncSession, item_id: UUID, *, now: datetime, lease: timedelta, owner: str | None = None
+) -> Claimed | None:
     """Takes a dispatched item: the conditional update is the claim, so of two deliveries only one wins,
     and a stray delivery of an item the batch's window never dispatched (a redelivered message, a duplicate
     from the sweeper) takes nothing, so the window bounds the batch's concurrency.
@@ -131,6 +133,7 @@ async def claim_item(session: AsyncSession, item_id: UUID, *, now: datetime, lea
             status=IN_PROGRESS,
             attempts=_c.attempts + 1,
             lease_expires_at=now + lease,
+            lease_owner=owner,
             started_at=now,
             dispatched_at=None,
         )
@@ -324,6 +327,24 @@ async def failure_counts(session: AsyncSession, batch_id: UUID) -> list[FailureC
         .group_by(Item.last_error_kind, Item.last_error)
     )
     return [FailureCount(kind, message, int(n)) for kind, message, n in (await session.execute(stmt)).all()]
+
+
+async def batches_claimed_by(session: AsyncSession, owner: str) -> list[UUID]:
+    """The batches with items in progress under this lease owner's claims."""
+    stmt = select(_c.batch_id).where(_c.status == IN_PROGRESS, _c.lease_owner == owner).distinct()
+    return list((await session.execute(stmt)).scalars())
+
+
+async def release_claims(session: AsyncSession, batch_id: UUID, owner: str) -> list[bool]:
+    """The batch's items in progress under this owner's claims, pending again as if their attempt had never
+    started (its number is taken again by the next claim); for each, whether it was waiting for a retry."""
+    stmt = (
+        update(ITEMS)
+        .where(_c.batch_id == batch_id, _c.status == IN_PROGRESS, _c.lease_owner == owner)
+        .values(status=PENDING, attempts=_c.attempts - 1, lease_expires_at=None, lease_owner=None, dispatched_at=None)
+        .returning(_c.will_retry)
+    )
+    return [bool(row[0]) for row in (await session.execute(stmt)).all()]
 
 
 async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) -> list[tuple[UUID, int]]:

@@ -98,6 +98,9 @@ class Item(Base):
     next_attempt_at: Mapped[datetime]
     dispatched_at: Mapped[datetime | None]
     lease_expires_at: Mapped[datetime | None]
+    # Which process holds the lease (generation/owner.py): an embedded server restarted after a crash
+    # releases the claims of its own previous life at once.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     duration_ms: Mapped[int | None]

@@ -65,6 +65,14 @@ async def count_active_batches(session: AsyncSession, owner_id: UUID) -> int:
     return int((await session.execute(stmt)).scalar_one())
 
 
+async def count_items_created_since(session: AsyncSession, owner_id: UUID, since: datetime) -> int:
+    """Items in the owner's batches created since then, whatever became of them (cancelled ones too)."""
+    stmt = select(func.coalesce(func.sum(Batch.total_items), 0)).where(
+        Batch.owner_id == owner_id, Batch.created_at >= since
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
 async def batches_page(
     session: AsyncSession, owner_id: UUID, *, before: tuple[datetime, UUID] | None, limit: int
 ) -> list[Batch]:

@@ -10,7 +10,7 @@ worker, and tells the sweeper which queued work may have been lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from livebatch.batches import failures, item_repository, repository
@@ -24,7 +24,10 @@ from livebatch.clock import iso
 from livebatch.courses import repository as courses
 from livebatch.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from livebatch.uow import UnitOfWork
+from livebatch.users import repository as users
 from livebatch.users.models import User
+
+QUOTA_WINDOW = timedelta(days=1)
 
 
 class BatchNotFound(NotFound):
@@ -43,6 +46,10 @@ class InvalidTransition(Conflict):
 
 class TooManyActiveBatches(TooManyRequests):
     code = "TOO_MANY_BATCHES"
+
+
+class DailyItemQuotaReached(TooManyRequests):
+    code = "TOO_MANY_ITEMS"
 
 
 class BudgetReached(Conflict):
@@ -65,6 +72,7 @@ class Limits:
 
     max_target_count: int = 1000
     max_active_batches: int = 5
+    max_items_per_day: int = 10_000  # items in the batches a user created over the last 24 hours
     concurrency: int = 4
     item_prior_ms: int = 1500
     currency: str = "USD"  # of the prices, so of a batch's cost and of its cost budget
@@ -106,10 +114,20 @@ async def create_batch(uow: UnitOfWork, spec: BatchCreate, *, owner: User, limit
     if await courses.get_course(session, spec.course_id) is None:
         raise InvalidBatchConfig("courseId", f"Course {spec.course_id!r} does not exist.")
     _check_budget(spec.budget, limits)
+    # The count and the insert below, serialized per user: concurrent creates cannot all pass the check.
+    await users.lock_user(session, owner.id)
     if await repository.count_active_batches(session, owner.id) >= limits.max_active_batches:
         raise TooManyActiveBatches(
             f"You already have {limits.max_active_batches} batches queued, running or paused; "
             "wait for one to finish or cancel one."
+        )
+    # Cancelled batches count too: their rows were written all the same.
+    used = await repository.count_items_created_since(session, owner.id, now - QUOTA_WINDOW)
+    if used + spec.target_count > limits.max_items_per_day:
+        left = max(0, limits.max_items_per_day - used)
+        raise DailyItemQuotaReached(
+            f"Your batches of the last 24 hours hold {used} of your {limits.max_items_per_day} items a day "
+            f"(cancelled ones included); {left} are left, not {spec.target_count}."
         )
     batch = await repository.add_batch(
         session,
@@ -171,6 +189,7 @@ async def retry_failed(
 ) -> Batch:
     """Runs the batch's failed items again (with `only`, those it selects; the others stay failed), and the
     items a failed batch never attempted. `batch.retried` counts every item that runs again."""
+    await users.lock_user(uow.session, user.id)  # before the batch: the order every such request takes
     batch = await _lock_for(uow, batch_id, user, Action.retry_failed)
     if await repository.count_active_batches(uow.session, user.id) >= limits.max_active_batches:
         raise TooManyActiveBatches(f"You already have {limits.max_active_batches} active batches.")

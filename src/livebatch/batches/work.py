@@ -59,7 +59,9 @@ class NotYet:
     at: datetime
 
 
-async def claim_item(uow: UnitOfWork, item_id: UUID, *, now: datetime, lease: timedelta) -> Claim | NotYet | None:
+async def claim_item(
+    uow: UnitOfWork, item_id: UUID, *, now: datetime, lease: timedelta, owner: str | None = None
+) -> Claim | NotYet | None:
     """Starts an attempt at the item; None when there is nothing to do (already taken, batch paused or over)."""
     found = await item_repository.get_item_and_course_title(uow.session, item_id)
     if found is None:
@@ -72,7 +74,7 @@ async def claim_item(uow: UnitOfWork, item_id: UUID, *, now: datetime, lease: ti
         return None
     if item.next_attempt_at > now:
         return NotYet(item.next_attempt_at)
-    claimed = await item_repository.claim_item(uow.session, item_id, now=now, lease=lease)
+    claimed = await item_repository.claim_item(uow.session, item_id, now=now, lease=lease, owner=owner)
     if claimed is None:
         return None
     if batch.status == BatchStatus.queued:
@@ -166,6 +168,20 @@ async def expire_lease(uow: UnitOfWork, item_id: UUID, number: int, *, policy: R
     failure = Failure("internal", "The worker stopped responding (lease expired)")
     attempt = Attempt(item_id, item.idx, number)
     return await fail_attempt(uow, batch, attempt, failure, policy=policy, now=now, expired_before=now)
+
+
+async def release_own_claims(uow: UnitOfWork, batch_id: UUID, owner: str) -> int:
+    """A restarted embedded process takes back the claims its previous life held when it was killed: the
+    items are pending again at once, their attempt not counted (it never ended), and the batch's window
+    dispatches them again (top_up). Their `item.started` stays in the log; the next claim sends another."""
+    batch = await repository.lock_batch(uow.session, batch_id)
+    if batch is None:
+        return 0
+    released = await item_repository.release_claims(uow.session, batch_id, owner)
+    batch.in_progress_items -= len(released)
+    if not batch.status.is_terminal:  # a finished batch counts no retries
+        batch.retrying_items += sum(released)
+    return len(released)
 
 
 async def top_up(uow: UnitOfWork, batch_id: UUID, *, now: datetime) -> list[UUID]:

@@ -32,6 +32,7 @@ from livebatch.batches.retry import RetryPolicy
 from livebatch.batches.work import Claim, NotYet
 from livebatch.config import Settings
 from livebatch.db import Database
+from livebatch.generation.owner import LeaseOwner, embedded_owner, random_owner
 from livebatch.generation.providers import GenerationError, ItemRequest, Provider
 from livebatch.generation.queue import ItemQueue, TaskQueue
 from livebatch.generation.sweeper import Sweeper
@@ -66,6 +67,7 @@ class Worker:
         self.prices = settings.prices
         self.sweeper = Sweeper(transactions, settings=settings, retry_policy=self.retry_policy, clock=clock)
         self.claims: dict[UUID, int] = {}  # attempts this process is generating: item id -> attempt number
+        self.owner: LeaseOwner = random_owner()  # the name on its claims; an embedded one's is set at start
         self.accepting = True  # False once stopping: received items are handed back, not started
         self.closing = False
         self._held: Counter[UUID] = Counter()  # items this process received and has not finished with
@@ -74,6 +76,7 @@ class Worker:
         self._background: list[asyncio.Task[Any]] = []
         self._requeue: asyncio.Task[None] | None = None
         self._stuck: set[asyncio.Task[Any]] = set()  # background tasks that did not stop when cancelled
+        self._stuck_work: set[asyncio.Task[Any]] = set()  # item work that did not stop when cancelled
 
     @property
     def durable_queue(self) -> bool:
@@ -81,8 +84,13 @@ class Worker:
 
     async def start(self) -> None:
         """Reconciles what a previous process left, then sweeps, renews leases and (scaled out) receives."""
-        # Embedded: the previous process's in-memory queue is gone, so all dispatched work is lost.
+        # Embedded: the previous process's in-memory queue is gone, so all dispatched work is lost; and the
+        # attempts it held when it was killed are released at once (owner.py), then dispatched again below.
         reconcile = not self.durable_queue
+        if reconcile:
+            self.owner = embedded_owner(self.settings.data_dir)
+            if self.owner.reclaims:
+                await self._release_own_claims()
         try:
             await self.sweeper.sweep(all_dispatched=reconcile)
             reconcile = False
@@ -96,6 +104,24 @@ class Worker:
                 self.queue.broker, max_async_tasks=self.settings.max_concurrency * 4, propagate_exceptions=False
             )
             self._background.append(asyncio.create_task(receiver, name="livebatch-receiver"))
+
+    async def _release_own_claims(self) -> None:
+        released = 0
+        try:
+            async with self.db.read_session() as session:
+                batch_ids = await item_repository.batches_claimed_by(session, self.owner.name)
+            for batch_id in batch_ids:
+                async with self.transactions.begin() as uow:
+                    released += await work.release_own_claims(uow, batch_id, self.owner.name)
+                    await uow.commit()
+        except Exception:
+            logger.exception("could not release the claims of this deployment's previous process; they expire")
+        if released:
+            logger.info(
+                "released %d claims held by this deployment's previous process",
+                released,
+                extra={"released_claims": released},
+            )
 
     def queue_lost(self) -> None:
         """The queue lost its messages (Redis restarted empty): queue every dispatched item again now,
@@ -138,7 +164,9 @@ class Worker:
                 if not self.accepting:
                     return  # the process is stopping: the item is handed back, not started
                 async with self.transactions.begin() as uow:
-                    outcome = await work.claim_item(uow, item_id, now=self.now(), lease=self.lease)
+                    outcome = await work.claim_item(
+                        uow, item_id, now=self.now(), lease=self.lease, owner=self.owner.name
+                    )
                     if isinstance(outcome, Claim):
                         await uow.commit()
                 if isinstance(outcome, Claim):
@@ -304,7 +332,8 @@ class Worker:
         work_under_way = set(self._work)
         for task in work_under_way:
             task.cancel()
-        _log_stuck(await _settle(work_under_way, 5.0), "item work")
+        self._stuck_work = await _settle(work_under_way, 5.0)
+        _log_stuck(self._stuck_work, "item work")
 
     async def aclose(self) -> None:
         """After the queue has closed: waits for loops that did not stop at once, and closes the provider.
@@ -312,6 +341,9 @@ class Worker:
         Taskiq's Redis receiver can lose a cancel that lands as its first XREADGROUP starts; closing the
         broker's connections ends that read, so the receiver gets a second chance after the shutdown."""
         _log_stuck(await _settle(self._stuck, 5.0), "background task")
+        # Item work that would not stop may still hold claims under the owner's name: then the name stays
+        # locked by this process, so that no later worker of this deployment releases them.
+        self.owner.close(release=not any(not task.done() for task in self._stuck_work))
         await self.provider.aclose()
 
 

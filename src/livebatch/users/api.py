@@ -52,8 +52,11 @@ async def sign_in(
 
 
 @router.post("/auth/logout", include_in_schema=False)
-async def sign_out(request: Request, identity: CurrentIdentity) -> Response:
-    """Ends the session: the cookie goes. A page's Sign out form is sent on to `/signin`; an API caller gets 204."""
+async def sign_out(request: Request, identity: CurrentIdentity, session: SessionDep) -> Response:
+    """Signs the user out everywhere: the cookie goes, and every token minted before is refused. A page's
+    Sign out form is sent on to `/signin`; an API caller gets 204."""
+    await service.revoke_tokens(session, identity.user.id)
+    await session.commit()
     form = request.headers.get("content-type", "").startswith(("application/x-www-form-urlencoded", "multipart/"))
     response = RedirectResponse("/signin", status_code=303) if form else Response(status_code=204)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")

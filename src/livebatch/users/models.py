@@ -31,6 +31,8 @@ class User(Base):
     name: Mapped[str | None] = mapped_column(String(200), default=None)
     issuer: Mapped[str | None] = mapped_column(String(512), default=None)
     subject: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Written into every token; bumped on sign-out and on a change of role, so that older tokens are refused.
+    token_version: Mapped[int] = mapped_column(default=0)
 
 
 class SignInLink(Base):

@@ -24,6 +24,10 @@ def normalize_email(email: str) -> str:
     return email
 
 
+async def find_user(session: AsyncSession, email: str) -> User | None:
+    return await repository.get_user_by_email(session, normalize_email(email))
+
+
 async def ensure_user(session: AsyncSession, email: str, role: Role) -> User:
     """The user with this email, created with `role` if new (an existing user keeps their role)."""
     email = normalize_email(email)
@@ -71,9 +75,27 @@ async def sign_in_from_provider(
             session.add(user)
     elif holder is not None and holder.id != user.id:
         raise Conflict(f"Another livebatch account already uses {email}; ask an administrator to merge them.")
-    user.email, user.name, user.role = email, name, role.value
+    user.email, user.name = email, name
+    set_role(user, role)  # a role the provider took away revokes the tokens minted with it
     await session.flush()
     return user
+
+
+async def revoke_tokens(session: AsyncSession, user_id: UUID) -> None:
+    """Signing out: every token the user holds (every browser, every script) is refused from now on."""
+    await repository.bump_token_version(session, user_id)
+
+
+def set_role(user: User, role: Role) -> None:
+    """A new role; the tokens minted with the old one are revoked, so none of them outlives the change."""
+    if user.role != role.value:
+        user.role = role.value
+        user.token_version += 1
+
+
+def check_next_path(next_path: str) -> None:
+    if not next_path.startswith("/") or next_path.startswith("//"):
+        raise BadRequest("The sign-in link may only lead to a path on this site.")
 
 
 def hash_link_secret(secret: str) -> str:
@@ -84,8 +106,7 @@ async def create_sign_in_link(
     session: AsyncSession, user: User, *, next_path: str, now: datetime, ttl: timedelta
 ) -> str:
     """Stores a one-time link for `user` and returns its secret (shown once, never stored)."""
-    if not next_path.startswith("/") or next_path.startswith("//"):
-        raise BadRequest("The sign-in link may only lead to a path on this site.")
+    check_next_path(next_path)
     secret = secrets.token_urlsafe(32)
     session.add(
         SignInLink(token_hash=hash_link_secret(secret), user_id=user.id, next_path=next_path, expires_at=now + ttl)
