@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -238,6 +238,11 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
         return None
     try:
         created, batch_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created), UUID(batch_id)
-    except (ValueError, TypeError, binascii.Error):
+        at = datetime.fromisoformat(created)
+        # The API gives out aware times; a naive one, or one that leaves the calendar once in UTC, would
+        # fail in the database as a 500.
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at.astimezone(UTC), UUID(batch_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error):
         raise BadRequest("The cursor is not one this API gave out.") from None

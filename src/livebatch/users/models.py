@@ -26,6 +26,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+NEXT_PATH_CHARS = 512  # the longest path a sign-in link may lead to (its column)
+
+
 class SignInLink(Base):
     """A one-time sign-in link; only the SHA-256 of its secret is kept."""
 
@@ -33,6 +36,6 @@ class SignInLink(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    next_path: Mapped[str] = mapped_column(String(512))
+    next_path: Mapped[str] = mapped_column(String(NEXT_PATH_CHARS))
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]

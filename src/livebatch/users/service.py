@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livebatch.errors import BadRequest
 from livebatch.users import repository
-from livebatch.users.models import Role, SignInLink, User
+from livebatch.users.models import NEXT_PATH_CHARS, Role, SignInLink, User
 
 
 async def get_user(session: AsyncSession, user_id: UUID) -> User | None:
@@ -45,6 +45,8 @@ async def create_sign_in_link(
     """Stores a one-time link for `user` and returns its secret (shown once, never stored)."""
     if not next_path.startswith("/") or next_path.startswith("//"):
         raise BadRequest("The sign-in link may only lead to a path on this site.")
+    if len(next_path) > NEXT_PATH_CHARS:
+        raise BadRequest(f"The sign-in link's path may be at most {NEXT_PATH_CHARS} characters, not {len(next_path)}.")
     secret = secrets.token_urlsafe(32)
     session.add(
         SignInLink(token_hash=hash_link_secret(secret), user_id=user.id, next_path=next_path, expires_at=now + ttl)
