@@ -19,11 +19,23 @@ from pydantic.alias_generators import to_camel
 ErrorKind = Literal["validation", "truncated", "timeout", "rate_limited", "provider_error", "auth", "internal"]
 
 
+# The characters `str.splitlines` ends a line on that JSON leaves as they are (it escapes the others, the
+# control characters below U+0020): an SSE or JSON Lines reader that splits lines like it (httpx does, so
+# `livebatch watch`) would cut a payload in two, and an SSE `data:` field split there is no longer JSON.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def one_line(json_text: str) -> str:
+    """JSON text with no character any line reader breaks on (the same value, escaped)."""
+    return json_text.translate(_LINE_BREAKS)
+
+
 class WireModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+        """Every payload of the stream and the export is encoded here, on one line whatever its text holds."""
+        return one_line(self.model_dump_json(by_alias=True, exclude_none=True))
 
 
 class BatchEvent(WireModel):
@@ -146,7 +158,7 @@ class BatchProgressSnapshot(WireModel):
     currency: str = "USD"
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        return one_line(self.model_dump_json(by_alias=True))
 
 
 class Heartbeat(WireModel):

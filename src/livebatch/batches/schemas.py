@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pydantic.alias_generators import to_camel
 
 from livebatch.batches.accounting import to_units
-from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, PauseReason, WireModel
+from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, PauseReason, WireModel, one_line
 from livebatch.batches.failures import FailureGroup
 from livebatch.batches.guards import ERROR_WINDOW, Budget, recent_failures
 from livebatch.batches.models import Batch, GeneratedItem, Item
@@ -317,7 +317,7 @@ class GeneratedItemRead(WireModel):
     currency: str = "USD"
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)  # an unknown cost is null, never left out
+        return one_line(self.model_dump_json(by_alias=True))  # an unknown cost is null, never left out
 
     @classmethod
     def of(cls, generated: GeneratedItem, item: Item, *, currency: str) -> GeneratedItemRead:
