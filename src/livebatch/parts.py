@@ -18,6 +18,7 @@ from datetime import datetime
 
 from taskiq import AsyncBroker, InMemoryBroker
 
+from livebatch.batches.events import LOGGED_EVENT_NAMES
 from livebatch.batches.service import Limits
 from livebatch.clock import utcnow
 from livebatch.config import Settings
@@ -36,9 +37,15 @@ logger = logging.getLogger("livebatch.worker")
 
 def create_bus(settings: Settings) -> Bus:
     if settings.redis_url:
-        from livebatch.events.redis_bus import RedisBus
+        from livebatch.events.redis_bus import RedisBus, bus_key
 
-        return RedisBus(settings.redis_url, prefix=settings.redis_prefix, capacity=settings.stream_buffer)
+        return RedisBus(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            key=bus_key(settings.effective_jwt_secret),
+            names=LOGGED_EVENT_NAMES,
+            capacity=settings.stream_buffer,
+        )
     return LocalBus(capacity=settings.stream_buffer)
 
 

@@ -115,6 +115,12 @@ class BatchRetried(BatchEvent):
     retried_at: str
 
 
+# The events written to the log, the only ones the fan-out carries (the rest are a stream's own).
+LOGGED_EVENT_NAMES = frozenset(
+    cls.name for cls in (ItemStarted, ItemCompleted, ItemFailed, BatchComplete, BatchPaused, BatchResumed, BatchRetried)
+)
+
+
 class BatchReset(BatchEvent):
     """`batch.reset`: the events after the client's `Last-Event-ID` are no longer in the log (an operator
     pruned it, `livebatch prune`), so they cannot be replayed. Not logged: its id is where the stream goes
