@@ -79,6 +79,8 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
     app.include_router(settings_page.router)
     app.mount("/static", pages.static_files(), name="static")
     app.include_router(operations.router)
+    if settings.serve_metrics:
+        app.include_router(operations.metrics_router)
     _add_error_handlers(app)
     return app
 

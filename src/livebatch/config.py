@@ -194,6 +194,11 @@ class Settings(BaseSettings):
         description="Accept webhook URLs on loopback, private and link-local addresses "
         "(off: refused when set, and when the name resolves to one at delivery).",
     )
+    serve_metrics: bool = Field(
+        default=False,
+        description="Serve Prometheus metrics at `/metrics` on the app's port (off: 404 there; keep it off where "
+        "the port is public, or block the path in front).",
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="`auto` = JSON when stderr is not a terminal."
     )

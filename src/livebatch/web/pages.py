@@ -86,8 +86,16 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
 
 
 def _safe_next(path: str) -> str:
-    # Only a path on this site, like the sign-in links themselves (users/service.py).
-    return path if path.startswith("/") and not path.startswith("//") else "/faculty/generate/batches"
+    # Only a path on this site, like the sign-in links themselves (users/service.py), and one that reads as a
+    # path: the page shows it in a command to copy into a shell, where a control character has no business.
+    on_site = path.startswith("/") and not path.startswith("//") and path.isprintable()
+    return path if on_site else "/faculty/generate/batches"
+
+
+def shell_argument(text: str) -> str:
+    """`text` as one POSIX shell word, always in single quotes (a `'` inside closed, escaped, reopened): the
+    path comes from the query string, and a command built from it is pasted into a terminal."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 @router.get("/")
@@ -100,7 +108,8 @@ async def sign_in_help(
     request: Request, next_path: Annotated[str, Query(alias="next", max_length=500)] = ""
 ) -> Response:
     """Where a visitor without a session lands: sign-in is by one-time link, printed by the CLI."""
-    return render(request, "signin.html", {"next": _safe_next(next_path)})
+    target = _safe_next(next_path)
+    return render(request, "signin.html", {"next": target, "next_argument": shell_argument(target)})
 
 
 @router.get("/faculty/generate/batches")
