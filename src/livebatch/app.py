@@ -87,7 +87,9 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
 
 def web_parts(parts: Parts) -> WebParts:
     """What the endpoints may ask for (deps.py), from the process's parts."""
-    streams = BatchStreams(db=parts.db, bus=parts.bus, metrics=parts.metrics, settings=parts.settings)
+    streams = BatchStreams(
+        db=parts.db, bus=parts.bus, metrics=parts.metrics, settings=parts.settings, slots=parts.stream_slots
+    )
     return WebParts(
         settings=parts.settings,
         clock=parts.now,

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from taskiq import AsyncBroker, InMemoryBroker
 
@@ -32,6 +33,9 @@ from livebatch.metrics import Metrics
 from livebatch.uow import Transactions
 from livebatch.webhooks.deliverer import Deliverer
 
+if TYPE_CHECKING:
+    from livebatch.events.slots import RedisSlots
+
 logger = logging.getLogger("livebatch.worker")
 
 
@@ -47,6 +51,15 @@ def create_bus(settings: Settings) -> Bus:
             capacity=settings.stream_buffer,
         )
     return LocalBus(capacity=settings.stream_buffer)
+
+
+def create_stream_slots(settings: Settings) -> RedisSlots | None:
+    """Scaled out, each user's open streams are counted across the API instances, in Redis."""
+    if not settings.redis_url:
+        return None
+    from livebatch.events.slots import RedisSlots
+
+    return RedisSlots(settings.redis_url, prefix=settings.redis_prefix)
 
 
 def create_broker(settings: Settings, *, on_lost: Callable[[], None] | None = None) -> AsyncBroker:
@@ -116,6 +129,7 @@ class Parts:
             settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
         self.bus = create_bus(settings)
+        self.stream_slots = create_stream_slots(settings)
         self.metrics.bus_subscribers.set_function(lambda: self.bus.subscriber_count)
         self.queue = TaskQueue(create_broker(settings, on_lost=self._queue_lost))
         self.transactions = Transactions(self.db, self.bus, self.queue)
@@ -139,6 +153,8 @@ class Parts:
     async def start(self) -> None:
         self.metrics.watch_loop(asyncio.get_running_loop())
         await self.bus.start()
+        if self.stream_slots is not None:
+            await self.stream_slots.start()
         broker = self.queue.broker
         broker.state.worker = self.worker
         broker.is_worker_process = self.worker is not None
@@ -168,6 +184,8 @@ class Parts:
         await self.queue.aclose()
         if self.worker is not None:
             await self.worker.aclose()
+        if self.stream_slots is not None:
+            await self.stream_slots.aclose()
         try:
             async with asyncio.timeout(10):
                 await self.bus.aclose()

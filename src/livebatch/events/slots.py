@@ -1,0 +1,111 @@
+"""How many progress streams each user holds open, across every API instance that serves them (scaled out;
+the embedded server counts its own, batches/stream.py).
+
+`RedisSlots` counts in Redis, so that a user cannot open the limit on each API instance behind the load
+balancer: one sorted set per user, a member per open stream, scored by when it expires.
+Each instance renews the members it holds every third of `ttl_s`; those of an instance that died expire on
+their own, so a crash never keeps a user's slots taken for longer than that. Should Redis not answer, a
+stream is let through (streams read the log, and the per-process count still bounds this process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("livebatch.stream")
+
+SLOT_TTL_S = 30.0
+
+# Drops the expired members, then takes a slot if fewer than the limit are held: one atomic step, so that two
+# instances opening a user's last slot at once cannot both get it.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class RedisSlots:
+    """The streams of every instance sharing this Redis and prefix."""
+
+    def __init__(self, url: str, *, prefix: str, ttl_s: float = SLOT_TTL_S) -> None:
+        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self._prefix = f"{prefix}:streams"
+        self._instance = uuid.uuid4().hex[:12]
+        self._ttl_s = ttl_s
+        self._held: dict[str, str] = {}  # slot -> user
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._renewer: asyncio.Task[None] | None = None
+
+    def _key(self, user: str) -> str:
+        return f"{self._prefix}:{user}"
+
+    async def acquire(self, user: str, limit: int) -> str | None:
+        slot = f"{self._instance}:{uuid.uuid4().hex[:12]}"
+        now = time.time()
+        try:
+            args = (now, limit, now + self._ttl_s, slot, int(self._ttl_s * 2000))
+            taken = await self._redis.eval(_ACQUIRE, 1, self._key(user), *args)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            logger.warning("stream slots unavailable (%s); counting this process's streams only", exc)
+            return None if sum(1 for u in self._held.values() if u == user) >= limit else self._hold(slot, user)
+        return self._hold(slot, user) if taken == 1 else None
+
+    def _hold(self, slot: str, user: str) -> str:
+        self._held[slot] = user
+        return slot
+
+    def release(self, user: str, slot: str) -> None:
+        """Called when a stream ends, from code that cannot wait: the slot is given back in the background."""
+        if self._held.pop(slot, None) is None:
+            return  # given back already (this instance closed first)
+        task = asyncio.get_running_loop().create_task(self._give_back(user, slot))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _give_back(self, user: str, slot: str) -> None:
+        try:
+            await self._redis.zrem(self._key(user), slot)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not give a stream slot back (%s); it expires in %gs", exc, self._ttl_s)
+
+    async def start(self) -> None:
+        self._renewer = asyncio.create_task(self._renew(), name="livebatch-stream-slots")
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl_s / 3)
+            if not self._held:
+                continue
+            expires = time.time() + self._ttl_s
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for slot, user in list(self._held.items()):
+                        pipe.zadd(self._key(user), {slot: expires}, xx=True)
+                        pipe.pexpire(self._key(user), int(self._ttl_s * 2000))
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                logger.warning("could not renew stream slots (%s); retrying", exc)
+
+    async def aclose(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+        for slot, user in list(self._held.items()):
+            self.release(user, slot)  # this instance is going: its slots are free at once
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task in (self._renewer, *self._tasks):
+            if task is not None:
+                task.cancel()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
