@@ -54,7 +54,7 @@ class RedisSlots:
         now = time.time()
         try:
             args = (now, limit, now + self._ttl_s, slot, int(self._ttl_s * 2000))
-            taken = await self._redis.eval(_ACQUIRE, 1, self._key(user), *args)  # type: ignore[misc]
+            taken = await self._redis.eval(_ACQUIRE, 1, self._key(user), *args)
         except (RedisError, OSError) as exc:
             logger.warning("stream slots unavailable (%s); counting this process's streams only", exc)
             return None if sum(1 for u in self._held.values() if u == user) >= limit else self._hold(slot, user)
