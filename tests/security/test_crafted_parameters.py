@@ -59,6 +59,7 @@ async def test_crafted_cursors_and_ids_are_422_not_500(
         ("a number for the date", "LIST", {"cursor": _cursor(12, some_id)}, None, "cursor"),
         ("a NUL byte in courseId", "POST", {}, batch_body(1, course="course\x00-uuid-1"), "courseId"),
         ("a control character in courseId", "POST", {}, batch_body(1, course="course\x1b[31m"), "courseId"),
+        ("a NUL byte in a webhook URL", "WEBHOOK", {}, {"url": "https://example.com/a\x00b"}, "control characters"),
     ]
     caplog.set_level(logging.ERROR, logger="livebatch")
     for case, kind, params, body, word in cases:
@@ -66,6 +67,8 @@ async def test_crafted_cursors_and_ids_are_422_not_500(
             response = await client.get(f"{BATCH}/{some_id}/items", params=params, headers=headers)
         elif kind == "LIST":
             response = await client.get(f"{BATCH}es", params=params, headers=headers)
+        elif kind == "WEBHOOK":
+            response = await client.put("/api/v1/me/webhook", json=body, headers=headers)
         else:
             response = await client.post(BATCH, json=body, headers=headers)
         assert response.status_code == 422, f"{case}: {response.status_code} {response.text}"
