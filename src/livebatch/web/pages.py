@@ -92,10 +92,10 @@ def _safe_next(path: str) -> str:
     return path if on_site else "/faculty/generate/batches"
 
 
-def shell_argument(text: str) -> str:
-    """`text` as one POSIX shell word, always in single quotes (a `'` inside closed, escaped, reopened): the
-    path comes from the query string, and a command built from it is pasted into a terminal."""
-    return "'" + text.replace("'", "'\\''") + "'"
+def single_quoted(text: str) -> str:
+    """`text` to go between single quotes as one POSIX shell word (a `'` inside closed, escaped, reopened): the
+    path comes from the query string, and the page's command built from it is pasted into a terminal."""
+    return text.replace("'", "'\\''")
 
 
 @router.get("/")
@@ -109,7 +109,7 @@ async def sign_in_help(
 ) -> Response:
     """Where a visitor without a session lands: sign-in is by one-time link, printed by the CLI."""
     target = _safe_next(next_path)
-    return render(request, "signin.html", {"next": target, "next_argument": shell_argument(target)})
+    return render(request, "signin.html", {"next": target, "next_quoted": single_quoted(target)})
 
 
 @router.get("/faculty/generate/batches")
