@@ -38,13 +38,19 @@ class RedisSlots:
     """The streams of every instance sharing this Redis and prefix."""
 
     def __init__(self, url: str, *, prefix: str, ttl_s: float = SLOT_TTL_S) -> None:
-        self._redis = redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        # A few connections, waited for: 200 streams opening at once queue for them (a round trip each) instead
+        # of failing with "Too many connections".
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=4, timeout=5, socket_connect_timeout=2, socket_timeout=2
+        )
+        self._redis = redis.Redis.from_pool(pool)
         self._prefix = f"{prefix}:streams"
         self._instance = uuid.uuid4().hex[:12]
         self._ttl_s = ttl_s
         self._held: dict[str, str] = {}  # slot -> user
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._renewer: asyncio.Task[None] | None = None
+        self._returned: list[tuple[str, str]] = []  # (user, slot) given back, not yet removed in Redis
+        self._returning = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     def _key(self, user: str) -> str:
         return f"{self._prefix}:{user}"
@@ -65,21 +71,38 @@ class RedisSlots:
         return slot
 
     def release(self, user: str, slot: str) -> None:
-        """Called when a stream ends, from code that cannot wait: the slot is given back in the background."""
+        """Called when a stream ends, from code that cannot wait: the slot is given back in the background,
+        with every other one given back meanwhile (one round trip, however many streams closed at once)."""
         if self._held.pop(slot, None) is None:
             return  # given back already (this instance closed first)
-        task = asyncio.get_running_loop().create_task(self._give_back(user, slot))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._returned.append((user, slot))
+        self._returning.set()
 
-    async def _give_back(self, user: str, slot: str) -> None:
+    async def _give_back(self) -> None:
+        while True:
+            await self._returning.wait()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        self._returning.clear()
+        returned, self._returned = self._returned, []
+        if not returned:
+            return
         try:
-            await self._redis.zrem(self._key(user), slot)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user, slot in returned:
+                    pipe.zrem(self._key(user), slot)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
-            logger.warning("could not give a stream slot back (%s); it expires in %gs", exc, self._ttl_s)
+            logger.warning(
+                "could not give %d stream slots back (%s); they expire in %gs", len(returned), exc, self._ttl_s
+            )
 
     async def start(self) -> None:
-        self._renewer = asyncio.create_task(self._renew(), name="livebatch-stream-slots")
+        self._tasks = [
+            asyncio.create_task(self._renew(), name="livebatch-stream-slots-renew"),
+            asyncio.create_task(self._give_back(), name="livebatch-stream-slots-give-back"),
+        ]
 
     async def _renew(self) -> None:
         while True:
@@ -97,15 +120,13 @@ class RedisSlots:
                 logger.warning("could not renew stream slots (%s); retrying", exc)
 
     async def aclose(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for slot, user in list(self._held.items()):
             self.release(user, slot)  # this instance is going: its slots are free at once
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task in (self._renewer, *self._tasks):
-            if task is not None:
-                task.cancel()
+                await self._flush()
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()
