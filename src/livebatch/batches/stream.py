@@ -131,7 +131,16 @@ class BatchStreams:
     def open_count(self, user_id: UUID) -> int:
         return self._open[user_id]
 
-    async def open(self, raw_batch_id: str, user: User, *, header_id: str | None, query_id: str | None) -> Response:
+    async def open(
+        self,
+        raw_batch_id: str,
+        user: User,
+        *,
+        header_id: str | None,
+        query_id: str | None,
+        server: str | None = None,
+    ) -> Response:
+        """`server`: the address the request came in on (`host:port`), naming this instance's stream slots."""
         settings = self._settings
         batch_id = parse_batch_id(raw_batch_id)
         async with self._db.read_session() as session:
@@ -155,7 +164,7 @@ class BatchStreams:
             raise too_many
         slot: str | None = None
         if self._slots is not None:  # scaled out: the user's streams on every instance count
-            slot = await self._slots.acquire(str(user.id), settings.max_streams_per_user)
+            slot = await self._slots.acquire(str(user.id), settings.max_streams_per_user, server=server)
             if slot is None:
                 raise too_many
         # Subscribe before reading the log, so nothing committed in between is missed.

@@ -4,8 +4,10 @@ the embedded server counts its own, batches/stream.py).
 `RedisSlots` counts in Redis, so that a user cannot open the limit on each API instance behind the load
 balancer: one sorted set per user, a member per open stream, scored by when it expires.
 Each instance renews the members it holds every third of `ttl_s`; those of an instance that died expire on
-their own, so a crash never keeps a user's slots taken for longer than that. Should Redis not answer, a
-stream is let through (streams read the log, and the per-process count still bounds this process).
+their own, so a crash never keeps a user's slots taken for longer than that, and an instance restarted under
+the same name (host and port) frees them on its first stream, before it counts any of its old clients'.
+Should Redis not answer, a stream is let through (streams read the log, and the per-process count still bounds
+this process).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 import uuid
 
@@ -45,7 +48,10 @@ class RedisSlots:
         )
         self._redis = redis.Redis.from_pool(pool)
         self._prefix = f"{prefix}:streams"
-        self._instance = uuid.uuid4().hex[:12]
+        # Named by where it serves (host and port) once a request says so, so that an instance restarted there
+        # knows which slots were its own; a random name for one that serves no request with an address.
+        self._instance: str | None = None
+        self._naming = asyncio.Lock()
         self._ttl_s = ttl_s
         self._held: dict[str, str] = {}  # slot -> user
         self._returned: list[tuple[str, str]] = []  # (user, slot) given back, not yet removed in Redis
@@ -55,8 +61,9 @@ class RedisSlots:
     def _key(self, user: str) -> str:
         return f"{self._prefix}:{user}"
 
-    async def acquire(self, user: str, limit: int) -> str | None:
-        slot = f"{self._instance}:{uuid.uuid4().hex[:12]}"
+    async def acquire(self, user: str, limit: int, *, server: str | None = None) -> str | None:
+        """`server`: where the request came in (`host:port`), which names this instance (the first one does)."""
+        slot = f"{await self._name(server)}|{uuid.uuid4().hex[:12]}"
         now = time.time()
         try:
             args = (now, limit, now + self._ttl_s, slot, int(self._ttl_s * 2000))
@@ -98,11 +105,36 @@ class RedisSlots:
                 "could not give %d stream slots back (%s); they expire in %gs", len(returned), exc, self._ttl_s
             )
 
+    async def _name(self, server: str | None) -> str:
+        if self._instance is None:
+            async with self._naming:
+                if self._instance is None:
+                    name = f"{socket.gethostname()}/{server}" if server else uuid.uuid4().hex[:12]
+                    if server:
+                        await self._free_predecessors(name)
+                    self._instance = name
+        return self._instance
+
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._renew(), name="livebatch-stream-slots-renew"),
             asyncio.create_task(self._give_back(), name="livebatch-stream-slots-give-back"),
         ]
+
+    async def _free_predecessors(self, name: str) -> None:
+        """Frees the slots an instance of this name held before this one started: it died with its streams
+        open (SIGKILL), and their clients, reconnecting here, must not find their own old slots in the way."""
+        mine = f"{name}|".encode()
+        try:
+            async for key in self._redis.scan_iter(match=f"{self._prefix}:*", count=500):
+                members: list[bytes] = await self._redis.zrange(key, 0, -1)  # type: ignore[assignment]
+                stale = [m for m in members if m.startswith(mine)]
+                if stale:
+                    await self._redis.zrem(key, *stale)
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "could not free the stream slots of a previous run (%s); they expire in %gs", exc, self._ttl_s
+            )
 
     async def _renew(self) -> None:
         while True:
