@@ -114,7 +114,8 @@ class _Writes:
 
 
 class BatchStreams:
-    """Opens progress streams, at most `max_streams_per_user` at once per user on this process."""
+    """Opens progress streams, at most `max_streams_per_user` at once per user on this process, and scaled out
+    on all instances together (`slots`)."""
 
     def __init__(
         self, *, db: Database, bus: Bus, metrics: Metrics, settings: Settings, slots: RedisSlots | None = None
