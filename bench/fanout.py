@@ -135,6 +135,7 @@ def measure_livebatch(n: int, window: float, tmp: Path) -> tuple[Measured, list[
         LIVEBATCH_MAX_STREAMS_PER_USER=str(n + 10),
         LIVEBATCH_LOG_LEVEL="WARNING",
         LIVEBATCH_LOG_FORMAT="json",
+        LIVEBATCH_SERVE_METRICS="true",  # the delivered-events figure is read from /metrics
     )
     port = free_port()
     headers = {"Authorization": f"Bearer {token}"}

@@ -173,6 +173,7 @@ def make_settings(backend: Backend, database_url: str, tmp_path: Path) -> Iterat
             "db_max_overflow": 16,
             "shutdown_grace_s": 0.5,
             "log_format": "text",
+            "serve_metrics": True,  # many tests wait on a figure of /metrics
         }
         values.update(overrides)
         return Settings(**values)

@@ -82,13 +82,17 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
     app.include_router(settings_page.router)
     app.mount("/static", pages.static_files(), name="static")
     app.include_router(operations.router)
+    if settings.serve_metrics:
+        app.include_router(operations.metrics_router)
     _add_error_handlers(app)
     return app
 
 
 def web_parts(parts: Parts) -> WebParts:
     """What the endpoints may ask for (deps.py), from the process's parts."""
-    streams = BatchStreams(db=parts.db, bus=parts.bus, metrics=parts.metrics, settings=parts.settings)
+    streams = BatchStreams(
+        db=parts.db, bus=parts.bus, metrics=parts.metrics, settings=parts.settings, slots=parts.stream_slots
+    )
     return WebParts(
         settings=parts.settings,
         clock=parts.now,

@@ -261,6 +261,11 @@ def login_link(
     ] = False,
 ) -> None:
     """Print a one-time, short-lived sign-in link that sets the session cookie and redirects."""
+    from livebatch.users.models import NEXT_PATH_CHARS
+
+    if len(next_path) > NEXT_PATH_CHARS:
+        console.print(f"--next: at most {NEXT_PATH_CHARS} characters, not {len(next_path)}.", style="red", markup=False)
+        raise typer.Exit(2)
     settings = _settings()
     print(asyncio.run(_login_link(settings, user, next_path, create=create)))
 

@@ -21,6 +21,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_ITEM_PRIOR_MS = 30_000
 
 
+# A JWT secret shorter than this, or the placeholder of deploy/livebatch.env.example (long enough to pass),
+# makes every process refuse to start.
+MIN_JWT_SECRET_BYTES = 32
+WEAK_JWT_SECRETS = frozenset({"change-me-to-a-long-random-secret"})
+JWT_SECRET_HOWTO = "`openssl rand -base64 48`, the same on every API instance, or leave it unset on one machine"
+
 PRICES_EXAMPLE = '{"gpt-4o-mini": {"input": 0.15, "output": 0.60}}'
 
 
@@ -136,7 +142,8 @@ class Settings(BaseSettings):
     max_target_count: int = Field(default=1000, ge=1, description="Largest batch a user may ask for.")
     jwt_secret: SecretStr | None = Field(
         default=None,
-        description="HMAC secret for tokens; unset = a random one kept in the data directory (one machine).",
+        description="HMAC secret for tokens, at least 32 bytes (a shorter or example one stops the start); "
+        "unset = a random one kept in the data directory (one machine).",
     )
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
         default="HS256", description="The only algorithm tokens are accepted with."
@@ -240,6 +247,11 @@ class Settings(BaseSettings):
         description="Accept webhook URLs on loopback, private and link-local addresses "
         "(off: refused when set, and when the name resolves to one at delivery).",
     )
+    serve_metrics: bool = Field(
+        default=False,
+        description="Serve Prometheus metrics at `/metrics` on the app's port (off: 404 there; keep it off where "
+        "the port is public, or block the path in front).",
+    )
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto", description="`auto` = JSON when stderr is not a terminal."
     )
@@ -261,6 +273,22 @@ class Settings(BaseSettings):
         if not isinstance(parsed, dict):
             raise ValueError(f"must be a JSON object of models, like {PRICES_EXAMPLE}")
         return parsed
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _refuse_weak_jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """A secret anyone could guess signs anyone's token (a student's, re-signed as faculty): refuse to start
+        with one. Unset is fine: a random one is generated and kept under the data directory."""
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret.strip().lower() in WEAK_JWT_SECRETS:
+            raise ValueError(f"is an example value; set a random one: {JWT_SECRET_HOWTO}")
+        if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_JWT_SECRET_BYTES} bytes, not {len(secret.encode())}; {JWT_SECRET_HOWTO}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_oidc(self) -> Settings:

@@ -1,5 +1,6 @@
 """What an operator's tools ask a process: is it up (`/healthz`), can it serve (`/readyz`), its figures
-(`/metrics`)."""
+(`/metrics`, only with `LIVEBATCH_SERVE_METRICS`: they say how busy the service is and which batches run, and
+are no business of the public)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from livebatch.deps import BusDep, DatabaseDep, MetricsDep
 
 logger = logging.getLogger("livebatch.app")
 router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
 READY_TIMEOUT_S = 2.0
 
 
@@ -40,7 +42,7 @@ async def readyz(db: DatabaseDep, bus: BusDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response)
+@metrics_router.get("/metrics", response_class=Response)
 async def metrics(db: DatabaseDep, figures: MetricsDep) -> Response:
     """Prometheus metrics: this process's, then the cluster's from the database."""
     try:

@@ -15,9 +15,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from taskiq import AsyncBroker, InMemoryBroker
 
+from livebatch.batches.events import LOGGED_EVENT_NAMES
 from livebatch.batches.service import Limits
 from livebatch.clock import utcnow
 from livebatch.config import Settings
@@ -31,15 +33,33 @@ from livebatch.metrics import Metrics
 from livebatch.uow import Transactions
 from livebatch.webhooks.deliverer import Deliverer
 
+if TYPE_CHECKING:
+    from livebatch.events.slots import RedisSlots
+
 logger = logging.getLogger("livebatch.worker")
 
 
 def create_bus(settings: Settings) -> Bus:
     if settings.redis_url:
-        from livebatch.events.redis_bus import RedisBus
+        from livebatch.events.redis_bus import RedisBus, bus_key
 
-        return RedisBus(settings.redis_url, prefix=settings.redis_prefix, capacity=settings.stream_buffer)
+        return RedisBus(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            key=bus_key(settings.effective_jwt_secret),
+            names=LOGGED_EVENT_NAMES,
+            capacity=settings.stream_buffer,
+        )
     return LocalBus(capacity=settings.stream_buffer)
+
+
+def create_stream_slots(settings: Settings) -> RedisSlots | None:
+    """Scaled out, each user's open streams are counted across the API instances, in Redis."""
+    if not settings.redis_url:
+        return None
+    from livebatch.events.slots import RedisSlots
+
+    return RedisSlots(settings.redis_url, prefix=settings.redis_prefix)
 
 
 def create_broker(settings: Settings, *, on_lost: Callable[[], None] | None = None) -> AsyncBroker:
@@ -110,6 +130,7 @@ class Parts:
             settings.effective_database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
         self.bus = create_bus(settings)
+        self.stream_slots = create_stream_slots(settings)
         self.metrics.bus_subscribers.set_function(lambda: self.bus.subscriber_count)
         self.queue = TaskQueue(create_broker(settings, on_lost=self._queue_lost))
         self.transactions = Transactions(self.db, self.bus, self.queue)
@@ -133,6 +154,8 @@ class Parts:
     async def start(self) -> None:
         self.metrics.watch_loop(asyncio.get_running_loop())
         await self.bus.start()
+        if self.stream_slots is not None:
+            await self.stream_slots.start()
         broker = self.queue.broker
         broker.state.worker = self.worker
         broker.is_worker_process = self.worker is not None
@@ -162,6 +185,8 @@ class Parts:
         await self.queue.aclose()
         if self.worker is not None:
             await self.worker.aclose()
+        if self.stream_slots is not None:
+            await self.stream_slots.aclose()
         try:
             async with asyncio.timeout(10):
                 await self.bus.aclose()

@@ -22,7 +22,7 @@ REQUIRED = {
     "LIVEBATCH_OFFLINE_LATENCY_MS": ("offline_latency_ms", 250),
     "LIVEBATCH_OFFLINE_FAILURE_RATE": ("offline_failure_rate", 0.1),
     "LIVEBATCH_MAX_ATTEMPTS": ("max_attempts", 5),
-    "LIVEBATCH_JWT_SECRET": ("jwt_secret", "a-secret-from-the-environment"),
+    "LIVEBATCH_JWT_SECRET": ("jwt_secret", "a-secret-from-the-environment-0123456789"),
     "LIVEBATCH_HEARTBEAT_S": ("heartbeat_s", 7.5),
 }
 
@@ -38,7 +38,7 @@ def test_the_settings_the_issue_names_are_read_from_the_environment(
         read = getattr(settings, field)
         assert (read.get_secret_value() if field == "jwt_secret" else read) == value, variable
     assert settings.effective_database_url == REQUIRED["LIVEBATCH_DATABASE_URL"][1]
-    assert settings.effective_jwt_secret == "a-secret-from-the-environment"
+    assert settings.effective_jwt_secret == "a-secret-from-the-environment-0123456789"
 
 
 def test_unset_means_the_embedded_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -20,6 +20,9 @@ from tests.fakes.llm_server import FakeLLM
 from tests.scaled.conftest import cluster as cluster
 from tests.scaled.conftest import pg_proxy as pg_proxy
 from tests.scaled.conftest import private_redis as private_redis
+from tests.web.conftest import browser as browser  # Chromium, driven by Playwright (one per session)
+from tests.web.conftest import private_server as private_server  # a server whose provider is the fake LLM
+from tests.web.conftest import private_site as private_site
 
 
 @pytest.fixture

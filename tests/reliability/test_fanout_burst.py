@@ -9,10 +9,11 @@ import asyncio
 import pytest
 import redis.asyncio as redis
 
+from livebatch.batches.events import LOGGED_EVENT_NAMES
 from livebatch.config import Settings
 from livebatch.events.bus import Marker
 from livebatch.events.log import LoggedEvent, Notice
-from livebatch.events.redis_bus import RedisBus, encode
+from livebatch.events.redis_bus import RedisBus, bus_key, encode
 
 pytestmark = pytest.mark.usefixtures("scaled_only")  # the fan-out between processes is Redis's
 
@@ -22,7 +23,8 @@ BURST = 200
 
 async def test_a_burst_larger_than_the_buffer_does_not_cut_off_a_stream_that_keeps_up(settings: Settings) -> None:
     assert settings.redis_url is not None
-    bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix, capacity=BUFFER)
+    key = bus_key(settings.effective_jwt_secret)
+    bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix, key=key, names=LOGGED_EVENT_NAMES, capacity=BUFFER)
     await bus.start()
     publisher = redis.from_url(settings.redis_url)
     try:
@@ -42,7 +44,9 @@ async def test_a_burst_larger_than_the_buffer_does_not_cut_off_a_stream_that_kee
             await asyncio.sleep(0.2)  # the listener has joined the channel
             async with publisher.pipeline(transaction=False) as pipe:  # one write: all arrive together
                 for seq in range(1, BURST + 1):
-                    pipe.publish(bus.channel, encode(Notice("batch-1", (LoggedEvent.of(seq, "item.started", "{}"),))))
+                    pipe.publish(
+                        bus.channel, encode(Notice("batch-1", (LoggedEvent.of(seq, "item.started", "{}"),)), key)
+                    )
                 await pipe.execute()
             async with asyncio.timeout(10):
                 await reader

@@ -6,9 +6,10 @@ from __future__ import annotations
 import httpx
 import redis.asyncio as redis
 
+from livebatch.batches.events import LOGGED_EVENT_NAMES
 from livebatch.config import Settings
 from livebatch.events.log import LoggedEvent, Notice
-from livebatch.events.redis_bus import RedisBus
+from livebatch.events.redis_bus import RedisBus, bus_key
 from livebatch.generation.queue import ItemQueue
 from livebatch.parts import Parts
 from tests.checks import assert_consistent, wait_for_status
@@ -39,7 +40,12 @@ async def test_the_parts_fixture_runs_on_postgresql_and_redis(
     assert subscribers[f"{settings.redis_prefix}:events".encode()] == 1
 
     # A notice published by another process (another bus on its own connection) reaches this one's streams.
-    other = RedisBus(settings.redis_url or "", prefix=settings.redis_prefix)
+    other = RedisBus(
+        settings.redis_url or "",
+        prefix=settings.redis_prefix,
+        key=bus_key(settings.effective_jwt_secret),
+        names=LOGGED_EVENT_NAMES,
+    )
     await other.start()
     try:
         with parts.bus.subscribe(batch_id) as subscription:

@@ -13,13 +13,14 @@ from uuid import UUID
 from sqlalchemy import select
 
 from livebatch.batches import service, stream, work
+from livebatch.batches.events import LOGGED_EVENT_NAMES
 from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.models import Item
 from livebatch.batches.schemas import BatchCreate
 from livebatch.batches.work import Claim
 from livebatch.events.bus import LocalBus
 from livebatch.events.log import Notice
-from livebatch.events.redis_bus import RedisBus
+from livebatch.events.redis_bus import RedisBus, bus_key
 from livebatch.generation.offline import compose
 from livebatch.generation.providers import ItemRequest
 from livebatch.parts import Parts
@@ -36,7 +37,12 @@ async def test_a_late_notice_never_turns_a_stream_snapshot_back(
     settings = make_settings(progress_interval_ms=0, offline_latency_ms=0, batch_concurrency=4)
     rt = Parts(settings, worker=False)  # an API instance: it streams, the test plays the workers
     await rt.start()
-    workers = RedisBus(settings.redis_url or "", prefix=settings.redis_prefix)
+    workers = RedisBus(
+        settings.redis_url or "",
+        prefix=settings.redis_prefix,
+        key=bus_key(settings.effective_jwt_secret),
+        names=LOGGED_EVENT_NAMES,
+    )
     await workers.start()
     sent: Sent = []
     try:

@@ -34,6 +34,7 @@ from tests.conftest import (
 )
 
 FAST: dict[str, Any] = {
+    "serve_metrics": True,  # the stream tests wait on figures of /metrics
     "offline_latency_ms": 10,
     "offline_failure_rate": 0.0,
     "batch_concurrency": 4,

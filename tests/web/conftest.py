@@ -79,6 +79,7 @@ SERVER_SETTINGS: dict[str, Any] = {
     "lease_s": 2.0,
     "heartbeat_s": 5.0,
     "max_running_batches_per_user": 100,
+    "serve_metrics": True,
 }
 
 expect.set_options(timeout=WAIT_MS)

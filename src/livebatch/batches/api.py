@@ -6,11 +6,11 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
@@ -120,13 +120,16 @@ async def read_batch(
     },
 )
 async def stream_progress(
+    request: Request,
     batch_id: str,
     user: FacultyUser,
     streams: StreamsDep,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID", json_schema_extra=EVENT_ID)] = None,
     last_event_id: Annotated[str | None, Query(alias="lastEventId", json_schema_extra=EVENT_ID)] = None,
 ) -> Response:
-    return await streams.open(batch_id, user, header_id=last_event_id_header, query_id=last_event_id)
+    server = request.scope.get("server")
+    where = f"{server[0]}:{server[1]}" if server else None
+    return await streams.open(batch_id, user, header_id=last_event_id_header, query_id=last_event_id, server=where)
 
 
 @router.post("/batch/{batch_id}/pause", response_model=BatchRead, responses=CONTROL)
@@ -238,6 +241,11 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
         return None
     try:
         created, batch_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created), UUID(batch_id)
-    except (ValueError, TypeError, binascii.Error):
+        at = datetime.fromisoformat(created)
+        # The API gives out aware times; a naive one, or one that leaves the calendar once in UTC, would
+        # fail in the database as a 500.
+        if at.tzinfo is None:
+            raise ValueError("naive")
+        return at.astimezone(UTC), UUID(batch_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error):
         raise BadRequest("The cursor is not one this API gave out.") from None

@@ -19,11 +19,23 @@ from pydantic.alias_generators import to_camel
 ErrorKind = Literal["validation", "truncated", "timeout", "rate_limited", "provider_error", "auth", "internal"]
 
 
+# The characters `str.splitlines` ends a line on that JSON leaves as they are (it escapes the others, the
+# control characters below U+0020): an SSE or JSON Lines reader that splits lines like it (httpx does, so
+# `livebatch watch`) would cut a payload in two, and an SSE `data:` field split there is no longer JSON.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def one_line(json_text: str) -> str:
+    """JSON text with no character any line reader breaks on (the same value, escaped)."""
+    return json_text.translate(_LINE_BREAKS)
+
+
 class WireModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+        """Every payload of the stream and the export is encoded here, on one line whatever its text holds."""
+        return one_line(self.model_dump_json(by_alias=True, exclude_none=True))
 
 
 class BatchEvent(WireModel):
@@ -103,6 +115,12 @@ class BatchRetried(BatchEvent):
     retried_at: str
 
 
+# The events written to the log, the only ones the fan-out carries (the rest are a stream's own).
+LOGGED_EVENT_NAMES = frozenset(
+    cls.name for cls in (ItemStarted, ItemCompleted, ItemFailed, BatchComplete, BatchPaused, BatchResumed, BatchRetried)
+)
+
+
 class BatchReset(BatchEvent):
     """`batch.reset`: the events after the client's `Last-Event-ID` are no longer in the log (an operator
     pruned it, `livebatch prune`), so they cannot be replayed. Not logged: its id is where the stream goes
@@ -146,7 +164,7 @@ class BatchProgressSnapshot(WireModel):
     currency: str = "USD"
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
+        return one_line(self.model_dump_json(by_alias=True))
 
 
 class Heartbeat(WireModel):

@@ -40,16 +40,33 @@ class Attempt:
     number: int
 
 
+# The longest error message kept: it is stored on the item (and the batch, when it fails it) and sent in
+# `item.failed` to every viewer, while a provider may put anything in it (a 2 MB refusal was seen).
+ERROR_MESSAGE_CHARS = 2000
+
+
+def bounded_message(text: str, limit: int = ERROR_MESSAGE_CHARS) -> str:
+    """`text`, or its start with a marker that says how long it was, in at most `limit` characters."""
+    if len(text) <= limit:
+        return text
+    marker = f"… [cut: {len(text):,} characters in all]"
+    return text[: limit - len(marker)] + marker
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """Why an attempt failed; a `fatal` one (a rejected API key) fails the whole batch at once. `charge`:
-    what the attempt used, when the provider answered at all (a reply that broke a rule cost tokens too)."""
+    what the attempt used, when the provider answered at all (a reply that broke a rule cost tokens too).
+    `message` is bounded here, the one way into the item's error, the batch's and `item.failed`."""
 
     kind: ErrorKind
     message: str
     fatal: bool = False
     retry_after_ms: int | None = None
     charge: Charge | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", bounded_message(self.message))
 
 
 def totals_of(batch: Batch) -> Totals:

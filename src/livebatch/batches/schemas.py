@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from livebatch.batches.accounting import to_units
-from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, PauseReason, WireModel
+from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, PauseReason, WireModel, one_line
 from livebatch.batches.failures import FailureGroup
 from livebatch.batches.guards import ERROR_WINDOW, Budget, recent_failures
 from livebatch.batches.models import Batch, GeneratedItem, Item
@@ -69,6 +69,14 @@ class BatchCreate(BaseModel):
     error_rate_guard: bool = Field(
         default=True, description="Pause the batch when more than half of its last 20 attempts failed"
     )
+
+    @field_validator("course_id")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        # PostgreSQL refuses a NUL in text (a 500 otherwise), and no control character belongs in an id.
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("must not contain control characters")
+        return value
 
 
 class GuardsRead(WireModel):
@@ -309,7 +317,7 @@ class GeneratedItemRead(WireModel):
     currency: str = "USD"
 
     def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)  # an unknown cost is null, never left out
+        return one_line(self.model_dump_json(by_alias=True))  # an unknown cost is null, never left out
 
     @classmethod
     def of(cls, generated: GeneratedItem, item: Item, *, currency: str) -> GeneratedItemRead:

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from sse_starlette import ServerSentEvent
@@ -48,6 +48,9 @@ from livebatch.events.sse import frame
 from livebatch.events.transport import EventStream
 from livebatch.metrics import Metrics
 from livebatch.users.models import User
+
+if TYPE_CHECKING:
+    from livebatch.events.slots import RedisSlots
 
 RETRY_MS = 2000  # how long EventSource waits before reconnecting
 REPLAY_PAGE = 1000
@@ -111,9 +114,14 @@ class _Writes:
 
 
 class BatchStreams:
-    """Opens progress streams, at most `max_streams_per_user` at once per user on this process."""
+    """Opens progress streams, at most `max_streams_per_user` at once per user on this process, and scaled out
+    on all instances together (`slots`)."""
 
-    def __init__(self, *, db: Database, bus: Bus, metrics: Metrics, settings: Settings) -> None:
+    def __init__(
+        self, *, db: Database, bus: Bus, metrics: Metrics, settings: Settings, slots: RedisSlots | None = None
+    ) -> None:
+        """`slots`: the streams of every instance, when scaled out (the limit holds across them)."""
+        self._slots = slots
         self._db = db
         self._bus = bus
         self._metrics = metrics
@@ -124,7 +132,16 @@ class BatchStreams:
     def open_count(self, user_id: UUID) -> int:
         return self._open[user_id]
 
-    async def open(self, raw_batch_id: str, user: User, *, header_id: str | None, query_id: str | None) -> Response:
+    async def open(
+        self,
+        raw_batch_id: str,
+        user: User,
+        *,
+        header_id: str | None,
+        query_id: str | None,
+        server: str | None = None,
+    ) -> Response:
+        """`server`: the address the request came in on (`host:port`), naming this instance's stream slots."""
         settings = self._settings
         batch_id = parse_batch_id(raw_batch_id)
         async with self._db.read_session() as session:
@@ -143,8 +160,14 @@ class BatchStreams:
                 after = batch.last_seq - 1 if finished else batch.last_seq
             # The row is the batch as of its last event: a snapshot as of `after` only when that is the same.
             snapshot = snapshot_of(batch).to_json() if after == batch.last_seq else None
+        too_many = TooManyStreams(f"You have {settings.max_streams_per_user} progress streams open; close one first.")
         if self._open[user.id] >= settings.max_streams_per_user:
-            raise TooManyStreams(f"You have {settings.max_streams_per_user} progress streams open; close one first.")
+            raise too_many
+        slot: str | None = None
+        if self._slots is not None:  # scaled out: the user's streams on every instance count
+            slot = await self._slots.acquire(str(user.id), settings.max_streams_per_user, server=server)
+            if slot is None:
+                raise too_many
         # Subscribe before reading the log, so nothing committed in between is missed.
         subscription = self._bus.subscribe(str(batch_id))
         self._open[user.id] += 1
@@ -157,6 +180,8 @@ class BatchStreams:
             # Once per stream, whoever ended it: the bus closes the subscription itself when it cuts a slow
             # subscriber off, and that stream's slot and gauge must still be given back.
             subscription.close()
+            if self._slots is not None and slot is not None:
+                self._slots.release(str(user.id), slot)
             self._open[user.id] -= 1
             if self._open[user.id] <= 0:
                 del self._open[user.id]

@@ -35,6 +35,9 @@ class User(Base):
     token_version: Mapped[int] = mapped_column(default=0)
 
 
+NEXT_PATH_CHARS = 512  # the longest path a sign-in link may lead to (its column)
+
+
 class SignInLink(Base):
     """A one-time sign-in link; only the SHA-256 of its secret is kept."""
 
@@ -42,6 +45,6 @@ class SignInLink(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    next_path: Mapped[str] = mapped_column(String(512))
+    next_path: Mapped[str] = mapped_column(String(NEXT_PATH_CHARS))
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]

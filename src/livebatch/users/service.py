@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from livebatch.errors import BadRequest, Conflict, Forbidden
 from livebatch.users import repository
-from livebatch.users.models import Role, SignInLink, User
+from livebatch.users.models import NEXT_PATH_CHARS, Role, SignInLink, User
 
 
 async def get_user(session: AsyncSession, user_id: UUID) -> User | None:
@@ -96,6 +96,8 @@ def set_role(user: User, role: Role) -> None:
 def check_next_path(next_path: str) -> None:
     if not next_path.startswith("/") or next_path.startswith("//"):
         raise BadRequest("The sign-in link may only lead to a path on this site.")
+    if len(next_path) > NEXT_PATH_CHARS:
+        raise BadRequest(f"The sign-in link's path may be at most {NEXT_PATH_CHARS} characters, not {len(next_path)}.")
 
 
 def hash_link_secret(secret: str) -> str:

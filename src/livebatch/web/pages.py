@@ -87,9 +87,16 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
 
 def safe_next(path: str) -> str:
     # Only a path on this site, like the sign-in links themselves (users/service.py). A backslash or a control
-    # character is refused too: browsers read "/\\evil.example" as "//evil.example", another site.
+    # character is refused too: browsers read "/\\evil.example" as "//evil.example", another site, and the
+    # page shows the path in a command to copy into a shell, where a control character has no business.
     on_site = path.startswith("/") and not path.startswith("//")
     return path if on_site and path.isprintable() and "\\" not in path else "/faculty/generate/batches"
+
+
+def single_quoted(text: str) -> str:
+    """`text` to go between single quotes as one POSIX shell word (a `'` inside closed, escaped, reopened): the
+    path comes from the query string, and the page's command built from it is pasted into a terminal."""
+    return text.replace("'", "'\\''")
 
 
 @router.get("/")
@@ -103,8 +110,10 @@ async def sign_in_help(
 ) -> Response:
     """Where a visitor without a session lands: "Sign in with <provider>" when an identity provider is set up,
     else how to get a one-time link from the CLI."""
+    target = safe_next(next_path)
     context = {
-        "next": safe_next(next_path),
+        "next": target,
+        "next_quoted": single_quoted(target),
         "oidc": settings.oidc_enabled,
         "provider_name": settings.oidc_provider_name,
     }

@@ -55,6 +55,8 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise UnsafeUrl("The URL's port must not be 0.")
     if any(c.isspace() for c in url):
         raise UnsafeUrl("The URL must not contain spaces.")
+    if not url.isprintable():  # a NUL would also fail in PostgreSQL, as a 500
+        raise UnsafeUrl("The URL must not contain control characters.")
     if not allow_private:
         literal = _literal_address(host)
         if literal is not None and not is_public_address(literal):
