@@ -22,7 +22,7 @@ from livebatch.batches.stream import BatchStreams
 from livebatch.config import Settings
 from livebatch.deps import WebParts
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
-from livebatch.events.transport import install_log_filter
+from livebatch.events.transport import RAW_SEND, install_log_filter
 from livebatch.parts import Parts
 from livebatch.users import api as users_api
 from livebatch.web import pages
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
         finally:
             await built.stop()
 
-    app = FastAPI(
+    app = _App(
         title="livebatch",
         version=__version__,
         summary="Launch a batch of AI-generated exam items and watch it live.",
@@ -81,6 +81,15 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
     app.include_router(operations.router)
     _add_error_handlers(app)
     return app
+
+
+class _App(FastAPI):
+    """Keeps the server's own `send` in the scope, under the transport's key: a progress stream writes to its
+    connection directly when the server allows it (events/transport.py), not through every middleware."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def web_parts(parts: Parts) -> WebParts:
