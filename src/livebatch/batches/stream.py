@@ -448,6 +448,7 @@ class _Channel:
         end = base + len(events)
         state_known = self.state is not None
         chunks: dict[tuple[int, bool], Chunk] = {}
+        uses: Counter[tuple[int, bool]] = Counter()
         owed = False
         for member in tuple(self.members):
             start = member.seq - base
@@ -464,7 +465,7 @@ class _Channel:
                 if chunk is None:
                     chunk = chunks[key] = self._chunk(events[start:], with_progress, last)
                 member.outlet.write(chunk.data, len(chunk.names))
-                counts.update(chunk.names)
+                uses[key] += 1
                 member.seq = end
                 if with_progress or complete is not None:
                     member.progress_at, member.progress_state = now, self.state
@@ -480,6 +481,9 @@ class _Channel:
                     member.progress_at, member.progress_state = now, self.state
                 else:
                     owed = True
+        for key, n in uses.items():
+            for name in chunks[key].names:
+                counts[name] += n
         if complete is not None:
             self.streams._drop(self)
             return False

@@ -73,32 +73,34 @@ def _http_chunk(data: bytes) -> bytes:
 class _Raw:
     """uvicorn's httptools request cycle, written to directly: its transport, flow control and state."""
 
-    __slots__ = ("cycle",)
+    __slots__ = ("cycle", "flow", "transport")
 
     def __init__(self, cycle: Any) -> None:
         self.cycle = cycle
+        self.transport: asyncio.Transport = cycle.transport
+        self.flow = cycle.flow
 
     @classmethod
     def of(cls, scope: Scope) -> _Raw | None:
+        """Only for a chunked response (uvicorn chose chunked: a stream has no length)."""
         cycle = getattr(scope.get(RAW_SEND), "__self__", None)
-        if type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
+        if cycle is None or type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
             return None
         if not all(hasattr(cycle, a) for a in ("transport", "flow", "disconnected", "chunked_encoding")):
             return None
-        return cls(cycle)
+        return cls(cycle) if cycle.chunked_encoding else None
 
     @property
     def usable(self) -> bool:
-        """The response is chunked and the connection still there (uvicorn chose chunked: no length)."""
-        cycle = self.cycle
-        return bool(cycle.chunked_encoding) and not cycle.disconnected and not cycle.transport.is_closing()
+        """The connection is still there."""
+        return not self.cycle.disconnected and not self.transport.is_closing()
 
     @property
     def paused(self) -> bool:
-        return bool(self.cycle.flow.write_paused)
+        return bool(self.flow.write_paused)
 
     def write(self, data: bytes) -> None:
-        self.cycle.transport.write(_http_chunk(data))
+        self.transport.write(_http_chunk(data))
 
 
 class Outlet:
