@@ -22,7 +22,7 @@ from livebatch.batches.stream import BatchStreams
 from livebatch.config import Settings
 from livebatch.deps import WebParts
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
-from livebatch.events.transport import RAW_SEND, install_log_filter
+from livebatch.events.transport import detachable, install_log_filter
 from livebatch.parts import Parts
 from livebatch.users import api as users_api
 from livebatch.web import pages
@@ -84,12 +84,11 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
 
 
 class _App(FastAPI):
-    """Keeps the server's own `send` in the scope, under the transport's key: a progress stream writes to its
-    connection directly when the server allows it (events/transport.py), not through every middleware."""
+    """A progress stream, once opened (authorised, validated), runs outside the middleware and writes to its
+    connection directly when the server allows it (events/transport.py: `detachable`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[RAW_SEND] = send
-        await super().__call__(scope, receive, send)
+        await detachable(super().__call__, scope, receive, send)
 
 
 def web_parts(parts: Parts) -> WebParts:

@@ -30,11 +30,12 @@ from typing import Any
 
 from sse_starlette.sse import EventSourceResponse
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("livebatch.stream")
 END_TIMEOUT_S = 1.0
 RAW_SEND = "livebatch.raw_send"  # the scope key under which the app keeps the server's own `send`
+DETACHED = "livebatch.detached"  # where a stream puts itself to run outside the app's middleware
 
 # A cut-off stream whose client is not reading cannot end its response (the socket is full), and uvicorn
 # then logs "ASGI callable returned without completing response." at ERROR: expected here, and already
@@ -82,13 +83,13 @@ class _Raw:
 
     @classmethod
     def of(cls, scope: Scope) -> _Raw | None:
-        """Only for a chunked response (uvicorn chose chunked: a stream has no length)."""
+        """The cycle of the server's own `send`, kept in the scope (`detachable`), under httptools only."""
         cycle = getattr(scope.get(RAW_SEND), "__self__", None)
         if cycle is None or type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
             return None
         if not all(hasattr(cycle, a) for a in ("transport", "flow", "disconnected", "chunked_encoding")):
             return None
-        return cls(cycle) if cycle.chunked_encoding else None
+        return cls(cycle)
 
     @property
     def usable(self) -> bool:
@@ -321,6 +322,15 @@ class EventStream(Response):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detached: list[EventStream] | None = scope.get(DETACHED)
+        if detached is not None and scope.get("method") == "GET" and _Raw.of(scope) is not None:
+            # Run by `detachable` once the app (its middleware, routing and dependencies) has returned: a
+            # stream's lifetime does not keep that call's frames and objects, and writes bypass them.
+            detached.append(self)
+            return
+        await self.run(scope, receive, send)
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = _Tracked(send)
         try:
             await response.send(
@@ -335,7 +345,9 @@ class EventStream(Response):
             raise
         flusher = self._flusher
         raw = _Raw.of(scope)
-        outlet = Outlet(flusher, raw if raw is not None and raw.usable else None, self._capacity)
+        if raw is not None and not (raw.cycle.chunked_encoding and raw.usable):
+            raw = None  # written through `send`: uvicorn did not choose a chunked body, or the client left
+        outlet = Outlet(flusher, raw, self._capacity)
         flusher.open(outlet)
 
         def content_done(task: asyncio.Future[None]) -> None:
@@ -379,6 +391,24 @@ class EventStream(Response):
                     await response.send({"type": "http.response.body", "body": b"", "more_body": False})
             except TimeoutError:
                 _ENDED_EARLY.set(True)
+
+
+async def detachable(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Calls `app`, keeping the server's own `send` in the scope; then runs the `EventStream` the app
+    detached, if any, with the server's `receive` and `send`: the whole of a stream's life is spent here,
+    not inside the app's middleware, and its writes go straight to uvicorn's transport when it allows."""
+    if scope["type"] != "http":
+        await app(scope, receive, send)
+        return
+    detached: list[EventStream] = []
+    server_keys = set(scope)
+    scope[RAW_SEND], scope[DETACHED] = send, detached
+    await app(scope, receive, send)
+    if detached:
+        # What the app added to the scope (its exit stacks, route, state) is not the stream's to keep.
+        for key in set(scope) - server_keys - {RAW_SEND}:
+            del scope[key]
+        await detached[0].run(scope, receive, send)
 
 
 async def _until_disconnect(receive: Receive) -> None:
