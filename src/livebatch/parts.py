@@ -28,7 +28,7 @@ from livebatch.generation.providers import Provider
 from livebatch.generation.queue import ItemQueue, TaskQueue
 from livebatch.generation.worker import Worker
 from livebatch.metrics import Metrics
-from livebatch.uow import Transactions
+from livebatch.uow import OffLoop, Transactions
 from livebatch.webhooks.deliverer import Deliverer
 
 logger = logging.getLogger("livebatch.worker")
@@ -131,6 +131,13 @@ class Parts:
 
     async def start(self) -> None:
         self.metrics.watch_loop(asyncio.get_running_loop())
+        if self.worker is not None and self.settings.is_sqlite:
+            # Item state changes on a loop of their own: see `OffLoop` (uow.py) and the README's Performance.
+            settings = self.settings
+            url = settings.effective_database_url
+            self.transactions.off_loop = OffLoop(
+                url, pool_size=settings.db_pool_size, overflow=settings.db_max_overflow
+            )
         await self.bus.start()
         broker = self.queue.broker
         broker.state.worker = self.worker
@@ -161,6 +168,8 @@ class Parts:
         await self.queue.aclose()
         if self.worker is not None:
             await self.worker.aclose()
+        if self.transactions.off_loop is not None:
+            await self.transactions.off_loop.aclose()
         try:
             async with asyncio.timeout(10):
                 await self.bus.aclose()

@@ -8,10 +8,12 @@ announces nothing: its events never happened, and its items were never dispatche
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +23,7 @@ from livebatch.events.bus import Bus
 from livebatch.events.log import LoggedEvent, Notice
 
 logger = logging.getLogger("livebatch.uow")
+_T = TypeVar("_T")
 
 
 class WorkQueue(Protocol):
@@ -29,8 +32,14 @@ class WorkQueue(Protocol):
     async def enqueue(self, item_ids: Sequence[UUID]) -> None: ...
 
 
+class Announcer(Protocol):
+    """Where a committed unit's notices go (the bus)."""
+
+    async def publish(self, notices: Sequence[Notice]) -> None: ...
+
+
 class UnitOfWork:
-    def __init__(self, session: AsyncSession, bus: Bus, queue: WorkQueue) -> None:
+    def __init__(self, session: AsyncSession, bus: Announcer, queue: WorkQueue) -> None:
         self.session = session
         self._bus = bus
         self._queue = queue
@@ -74,15 +83,83 @@ class UnitOfWork:
 
 
 class Transactions:
-    """Opens units of work on the writing engine."""
+    """Opens units of work on the writing engine. `off_loop`: item state changes (`apply`) run on a writer
+    thread of their own (SQLite, embedded; see `OffLoop`)."""
 
-    def __init__(self, db: Database, bus: Bus, queue: WorkQueue) -> None:
+    def __init__(self, db: Database, bus: Bus, queue: WorkQueue, *, off_loop: OffLoop | None = None) -> None:
         self.db = db
         self.bus = bus
         self.queue = queue
+        self.off_loop = off_loop
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[UnitOfWork]:
         """A unit of work; what it did is rolled back unless `commit` was called."""
         async with self.db.session() as session:
             yield UnitOfWork(session, self.bus, self.queue)
+
+    async def apply(self, change: Callable[[UnitOfWork], Awaitable[_T]]) -> _T:
+        """`change` in a unit of work of its own (it commits it, or not); its notices are published and its
+        items queued here once it has committed, as `begin` would."""
+        off_loop = self.off_loop
+        if off_loop is None:
+            async with self.begin() as uow:
+                return await change(uow)
+        held = _Held()
+
+        async def there() -> _T:
+            async with off_loop.db.session() as session:
+                return await change(UnitOfWork(session, held, held))
+
+        result = await off_loop.run(there())
+        if held.notices:
+            await self.bus.publish(held.notices)
+        if held.dispatched:
+            await self.queue.enqueue(held.dispatched)
+        return result
+
+
+class _Held:
+    """A committed unit's notices and dispatched items, kept to be announced on the process's own loop."""
+
+    def __init__(self) -> None:
+        self.notices: list[Notice] = []
+        self.dispatched: list[UUID] = []
+
+    async def publish(self, notices: Sequence[Notice]) -> None:
+        self.notices.extend(notices)
+
+    async def enqueue(self, item_ids: Sequence[UUID]) -> None:
+        self.dispatched.extend(item_ids)
+
+
+class OffLoop:
+    """An event loop on a thread of its own, with its own engine, for item state changes on SQLite.
+
+    SQLite has one write lock, taken at `BEGIN IMMEDIATE` and held to the commit; aiosqlite hands each
+    statement's result back through the event loop. On the process's own loop, a transaction therefore held
+    the lock across every turn that loop spent elsewhere: writing to a thousand streams, it was the viewers
+    who slowed the work (bench/fanout.py). Here the loop does nothing else, so a transaction holds the lock
+    for the time of its statements (and of the interpreter lock, handed over every few milliseconds at
+    most, whatever the other thread does)."""
+
+    def __init__(self, url: str, *, pool_size: int, overflow: int) -> None:
+        self.db = Database(url, pool_size=pool_size, max_overflow=overflow)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="livebatch-writer", daemon=True)
+        self._thread.start()
+
+    async def run(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """`work` on the writer's loop; cancelled here, it is cancelled there."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+
+    async def aclose(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            await self.run(self.db.dispose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 5)
+            if not self._thread.is_alive():
+                self._loop.close()
