@@ -133,11 +133,7 @@ class Parts:
         self.metrics.watch_loop(asyncio.get_running_loop())
         if self.worker is not None and self.settings.is_sqlite:
             # Item state changes on a loop of their own: see `OffLoop` (uow.py) and the README's Performance.
-            settings = self.settings
-            url = settings.effective_database_url
-            self.transactions.off_loop = OffLoop(
-                url, pool_size=settings.db_pool_size, overflow=settings.db_max_overflow
-            )
+            self.transactions.off_loop = OffLoop(self.settings.effective_database_url)
         await self.bus.start()
         broker = self.queue.broker
         broker.state.worker = self.worker

@@ -143,23 +143,34 @@ class OffLoop:
     for the time of its statements (and of the interpreter lock, handed over every few milliseconds at
     most, whatever the other thread does)."""
 
-    def __init__(self, url: str, *, pool_size: int, overflow: int) -> None:
-        self.db = Database(url, pool_size=pool_size, max_overflow=overflow)
+    def __init__(self, url: str) -> None:
+        # Its transactions take turns for the write lock anyway: two connections (one writing, one ready)
+        # hand it over at once, where more would wait in SQLite's busy handler, which sleeps.
+        self.db = Database(url, pool_size=2, max_overflow=0)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="livebatch-writer", daemon=True)
         self._thread.start()
+        self._pending: set[asyncio.Future[Any]] = set()
 
     async def run(self, work: Coroutine[Any, Any, _T]) -> _T:
-        """`work` on the writer's loop; cancelled here, it is cancelled there."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+        """`work` on the writer's loop, to its end: cancelled here (the process stopping), it still commits
+        or rolls back there, as a connection cancelled in the middle of a statement is not one aiosqlite
+        can close (batches/stream.py: `_uncancelled`)."""
+        done = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+        self._pending.add(done)
+        done.add_done_callback(self._pending.discard)
+        return await asyncio.shield(done)
 
     async def aclose(self) -> None:
-        if self._loop.is_closed():
+        """After the work has stopped: waits for the transactions still running (5 s at most), then closes."""
+        if not self._thread.is_alive():
             return
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=5)
         try:
-            await self.run(self.db.dispose())
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.db.dispose(), self._loop))
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             await asyncio.to_thread(self._thread.join, 5)
-            if not self._thread.is_alive():
+            if not self._thread.is_alive() and not self._pending:
                 self._loop.close()
