@@ -154,6 +154,7 @@ def measure_livebatch(n: int, window: float, tmp: Path) -> tuple[Measured, list[
     settings = Settings(data_dir=data, jwt_secret=SecretStr(SECRET))
     upgrade(settings.effective_database_url)
     token = asyncio.run(_faculty_token(settings))
+    count = int(window * RATE * 2) + 100  # items: never all done within the window, whatever the rate reached
     env = _env(
         LIVEBATCH_DATA_DIR=str(data),
         LIVEBATCH_JWT_SECRET=SECRET,
@@ -161,13 +162,13 @@ def measure_livebatch(n: int, window: float, tmp: Path) -> tuple[Measured, list[
         LIVEBATCH_OFFLINE_FAILURE_RATE="0",
         LIVEBATCH_BATCH_CONCURRENCY=str(CONCURRENCY),
         LIVEBATCH_MAX_STREAMS_PER_USER=str(n + 10),
+        LIVEBATCH_MAX_TARGET_COUNT=str(count),
         LIVEBATCH_LOG_LEVEL="WARNING",
         LIVEBATCH_LOG_FORMAT="json",
     )
     port = free_port()
     headers = {"Authorization": f"Bearer {token}"}
     api = f"http://127.0.0.1:{port}/api/v1/generation"
-    count = min(1000, int(window * RATE / 2 * 1.5) + 50)
     with Server(["-m", "livebatch", "serve", "--port", str(port)], env, tmp / "serve.log", port) as server:
         http = httpx.Client(headers=headers, timeout=30)
         body = {
