@@ -540,6 +540,9 @@ class _Channel:
                 counts[name] += n
         if complete is not None:
             self.streams._drop(self)
+            for member in tuple(self.members):  # none should be left: any that is reads its end from the log
+                self.leave(member)
+                member.wake()
             return False
         return owed or bool(self.ahead)
 
