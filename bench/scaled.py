@@ -5,8 +5,9 @@ The same load as bench/fanout.py's, spread: one `livebatch worker` runs the batc
 (a load generator per instance, its own process). Notices reach both instances over Redis pub/sub. Latency
 is from the event's `created_at` to receipt: an upper bound, as the stamp is taken before the transaction
 waits for the batch's row lock (the worker's attempts at one batch take turns on it); CPU is each
-instance's own over the window, per item event delivered by that instance. These per-instance figures are what the README's estimate for 10 000 and
-100 000 streams is made of. Reported only: the targets are the embedded ones of bench/fanout.py.
+instance's own over the window, per item event delivered by that instance. The README's estimate for
+10 000 and 100 000 streams is made of these per-instance figures. Reported only: the targets are the
+embedded ones of bench/fanout.py.
 """
 
 from __future__ import annotations
