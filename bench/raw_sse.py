@@ -66,6 +66,7 @@ class Broadcaster:
         self.broadcast(frame("batch.complete", '{"status":"cancelled"}'))
         for transport in tuple(self.streams):
             transport.write(b"0\r\n\r\n")
+            transport.close()  # the stream is over (as the others end theirs): the load generator waits for it
         self.streams.clear()
 
 
