@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bench.common import Figure, write
 
-BENCHMARKS = ["fanout", "pipeline", "resume", "snapshot", "page"]
+BENCHMARKS = ["fanout", "scaled", "pipeline", "resume", "snapshot", "page"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,6 +60,9 @@ class Stream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         received = time.time()
+        if (data == b"0\r\n\r\n" or data.endswith(b"\r\n0\r\n\r\n")) and self.transport is not None:
+            # The chunked body's end: the stream is over (the server would keep the connection for a while).
+            self.transport.close()
         if not self.status:
             self.head += data
             end = self.head.find(b"\r\n\r\n")

@@ -22,7 +22,7 @@ from livebatch.batches.stream import BatchStreams
 from livebatch.config import Settings
 from livebatch.deps import WebParts
 from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
-from livebatch.events.transport import install_log_filter
+from livebatch.events.transport import detachable, install_log_filter
 from livebatch.oidc import signin as oidc_signin
 from livebatch.oidc.provider import IdentityProvider
 from livebatch.parts import Parts
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
         finally:
             await built.stop()
 
-    app = FastAPI(
+    app = _App(
         title="livebatch",
         version=__version__,
         summary="Launch a batch of AI-generated exam items and watch it live.",
@@ -86,6 +86,14 @@ def create_app(settings: Settings | None = None, *, worker: bool | None = None, 
         app.include_router(operations.metrics_router)
     _add_error_handlers(app)
     return app
+
+
+class _App(FastAPI):
+    """A progress stream, once opened (authorised, validated), runs outside the middleware and writes to its
+    connection directly when the server allows it (events/transport.py: `detachable`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await detachable(super().__call__, scope, receive, send)
 
 
 def web_parts(parts: Parts) -> WebParts:

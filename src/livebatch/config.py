@@ -201,6 +201,12 @@ class Settings(BaseSettings):
     stream_buffer: int = Field(
         default=2000, ge=1, description="Events queued for one stream before a slow consumer is cut off."
     )
+    stream_flush_ms: int = Field(
+        default=25,
+        ge=1,
+        le=1000,
+        description="Interval of the streams' flush tick: the frames a stream is owed go out as one write per tick.",
+    )
     stream_send_timeout_s: float = Field(
         default=10.0, gt=0, description="A stream whose socket accepts nothing for this long is closed."
     )

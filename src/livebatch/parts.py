@@ -30,7 +30,7 @@ from livebatch.generation.providers import Provider
 from livebatch.generation.queue import ItemQueue, TaskQueue
 from livebatch.generation.worker import Worker
 from livebatch.metrics import Metrics
-from livebatch.uow import Transactions
+from livebatch.uow import OffLoop, Transactions
 from livebatch.webhooks.deliverer import Deliverer
 
 if TYPE_CHECKING:
@@ -153,6 +153,9 @@ class Parts:
 
     async def start(self) -> None:
         self.metrics.watch_loop(asyncio.get_running_loop())
+        if self.worker is not None and self.settings.is_sqlite:
+            # Item state changes on a loop of their own: see `OffLoop` (uow.py) and the README's Performance.
+            self.transactions.off_loop = OffLoop(self.settings.effective_database_url)
         await self.bus.start()
         if self.stream_slots is not None:
             await self.stream_slots.start()
@@ -187,6 +190,8 @@ class Parts:
             await self.worker.aclose()
         if self.stream_slots is not None:
             await self.stream_slots.aclose()
+        if self.transactions.off_loop is not None:
+            await self.transactions.off_loop.aclose()
         try:
             async with asyncio.timeout(10):
                 await self.bus.aclose()

@@ -7,13 +7,27 @@ import asyncio
 from livebatch.batches import service, stream
 from livebatch.batches.lifecycle import snapshot_of
 from livebatch.batches.schemas import BatchCreate
+from livebatch.events.bus import LocalBus
 from livebatch.events.log import LoggedEvent, Notice
+from livebatch.events.redis_bus import RedisBus
 from livebatch.parts import Parts
 from tests.conftest import Person, SettingsFactory, batch_body
 
 
 def _streams(parts: Parts) -> stream.BatchStreams:
     return stream.BatchStreams(db=parts.db, bus=parts.bus, metrics=parts.metrics, settings=parts.settings)
+
+
+def _local(parts: Parts) -> LocalBus:
+    """This process's fan-out, handed notices directly (as the Redis listener does), in the test's order."""
+    return parts.bus.local if isinstance(parts.bus, RedisBus) else parts.bus  # type: ignore[return-value]
+
+
+async def _live(streams: stream.BatchStreams, batch_id: object) -> None:
+    """Until the stream is past its replay, in the live fan-out: notices from then on reach it."""
+    async with asyncio.timeout(10):
+        while streams.following(batch_id) == 0:  # type: ignore[arg-type]
+            await asyncio.sleep(0.005)
 
 
 async def test_notices_queued_while_a_stream_was_busy_go_out_in_one_write(
@@ -26,20 +40,21 @@ async def test_notices_queued_while_a_stream_was_busy_go_out_in_one_write(
             spec = BatchCreate.model_validate(batch_body(3))
             batch = await service.create_batch(uow, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now())
             await uow.commit()
-        subscription = rt.bus.subscribe(str(batch.id))
         cursor = stream.Cursor(batch.last_seq, snapshot_of(batch).to_json())
-        frames = _streams(rt).frames(batch.id, subscription, cursor)
+        streams = _streams(rt)
+        frames = streams.writes(batch.id, cursor)
         assert b"event: batch.progress" in await anext(frames)
+        await _live(streams, batch.id)
 
+        # Three notices within one flush tick: one write.
         queued = [LoggedEvent.of(batch.last_seq + i, "item.started", f'{{"itemIndex":{i}}}') for i in (1, 2, 3)]
         for event in queued:
-            assert subscription.offer(Notice(str(batch.id), (event,)))
+            _local(rt).deliver(Notice(str(batch.id), (event,)))
         written = await anext(frames)
 
         assert written == b"".join(e.frame for e in queued)
-        assert cursor.seq == batch.last_seq + 3
         await frames.aclose()
-        subscription.close()
+        assert streams.following(batch.id) == 0
     finally:
         await rt.aclose()
 
@@ -55,27 +70,29 @@ async def test_a_due_snapshot_goes_out_with_the_next_item_event_or_alone_after_a
             spec = BatchCreate.model_validate(batch_body(3))
             batch = await service.create_batch(uow, spec, owner=people["faculty"].user, limits=rt.limits, now=rt.now())
             await uow.commit()
-        subscription = rt.bus.subscribe(str(batch.id))
         cursor = stream.Cursor(batch.last_seq, snapshot_of(batch).to_json())
-        frames = _streams(rt).frames(batch.id, subscription, cursor)
+        streams = _streams(rt)
+        frames = streams.writes(batch.id, cursor)
         await anext(frames)  # the snapshot on connect
+        await _live(streams, batch.id)
         seq = batch.last_seq
+        bus = _local(rt)
 
         def notice(i: int) -> Notice:
             event = LoggedEvent.of(seq + i, "item.started", f'{{"itemIndex":{i}}}')
             return Notice(str(batch.id), (event,), state=f'{{"completedItems":{i}}}')
 
         # Within the interval: the item event goes alone, and the snapshot it changed waits.
-        assert subscription.offer(notice(1))
+        bus.deliver(notice(1))
         assert b"event: batch.progress" not in await anext(frames)
         # Once the interval has passed, the next item event carries the snapshot in the same write.
         await asyncio.sleep(interval_ms / 1000)
-        assert subscription.offer(notice(2))
+        bus.deliver(notice(2))
         written = await anext(frames)
         assert written.count(b"event: ") == 2
         assert b"event: item.started" in written and b'"completedItems":2' in written
         # With no event to carry it, a changed snapshot goes alone, two intervals after the last one.
-        assert subscription.offer(notice(3))
+        bus.deliver(notice(3))
         await anext(frames)
         loop = asyncio.get_running_loop()
         waited = loop.time()
@@ -84,6 +101,5 @@ async def test_a_due_snapshot_goes_out_with_the_next_item_event_or_alone_after_a
         assert alone.count(b"event: ") == 1 and b"event: batch.progress" in alone and b'"completedItems":3' in alone
         assert 1.5 * interval_ms / 1000 < waited < 5 * interval_ms / 1000  # not after one interval, as it was
         await frames.aclose()
-        subscription.close()
     finally:
         await rt.aclose()

@@ -52,9 +52,8 @@ async def test_a_late_notice_never_turns_a_stream_snapshot_back(
             await uow.commit()
             query = select(Item.id).where(Item.batch_id == batch.id).order_by(Item.idx)
             item_ids = list((await uow.session.execute(query)).scalars())
-        subscription = rt.bus.subscribe(str(batch.id))
         streams = stream.BatchStreams(db=rt.db, bus=rt.bus, metrics=rt.metrics, settings=rt.settings)
-        frames = streams.frames(batch.id, subscription, stream.Cursor(0, snapshot_of(batch).to_json()))
+        frames = streams.writes(batch.id, stream.Cursor(0, snapshot_of(batch).to_json()))
         collector = asyncio.create_task(_collect(frames, sent))
 
         claims: list[Claim] = []

@@ -22,7 +22,6 @@ The SSE transport (cut-offs, shutdown) is events/transport.py; this module is th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
@@ -30,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
-from sse_starlette import ServerSentEvent
 from starlette.responses import Response
 
 from livebatch.batches import reads
@@ -42,10 +40,10 @@ from livebatch.clock import iso, utcnow
 from livebatch.config import Settings
 from livebatch.db import Database
 from livebatch.errors import BadRequest, TooManyRequests
-from livebatch.events.bus import STOP, Bus, Marker, Subscription, SubscriptionCutOff
+from livebatch.events.bus import RESYNC, Bus, Marker
 from livebatch.events.log import LoggedEvent, Notice
 from livebatch.events.sse import frame
-from livebatch.events.transport import EventStream
+from livebatch.events.transport import EventStream, Flusher, Outlet
 from livebatch.metrics import Metrics
 from livebatch.users.models import User
 
@@ -54,6 +52,7 @@ if TYPE_CHECKING:
 
 RETRY_MS = 2000  # how long EventSource waits before reconnecting
 REPLAY_PAGE = 1000
+HOLE_WAIT_S = 0.05  # how long an event past a hole in the seqs waits for the missing one before a log read
 HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 PROGRESS, COMPLETE, RESET = BatchProgressSnapshot.name, BatchComplete.name, BatchReset.name
 _T = TypeVar("_T")
@@ -128,6 +127,16 @@ class BatchStreams:
         self._settings = settings
         self._interval = settings.progress_interval_ms / 1000
         self._open: Counter[UUID] = Counter()
+        self._channels: dict[UUID, _Channel] = {}
+        self._active: set[_Channel] = set()  # channels with frames or snapshots for the next flush
+        self._flusher = Flusher(
+            flush_s=settings.stream_flush_ms / 1000,
+            heartbeat_s=settings.heartbeat_s,
+            heartbeat=_heartbeat,
+            send_timeout=settings.stream_send_timeout_s,
+        )
+        self._flusher.on_tick(self._flush)
+        self._delivered: dict[str, Any] = {}  # `labels()` per flush would cost more than the write
 
     def open_count(self, user_id: UUID) -> int:
         return self._open[user_id]
@@ -169,17 +178,18 @@ class BatchStreams:
             if slot is None:
                 raise too_many
         # Subscribe before reading the log, so nothing committed in between is missed.
-        subscription = self._bus.subscribe(str(batch_id))
+        channel = self._acquire(batch_id)
         self._open[user.id] += 1
         self._metrics.open_streams.inc()
-
-        def stop() -> None:
-            subscription.offer(STOP)
+        closed = False
 
         def close(reason: str | None) -> None:
-            # Once per stream, whoever ended it: the bus closes the subscription itself when it cuts a slow
-            # subscriber off, and that stream's slot and gauge must still be given back.
-            subscription.close()
+            # Once per stream, whoever ended it; its slot among every instance's streams goes back too.
+            nonlocal closed
+            if closed:
+                return
+            closed = True
+            self._release(channel)
             if self._slots is not None and slot is not None:
                 self._slots.release(str(user.id), slot)
             self._open[user.id] -= 1
@@ -189,107 +199,135 @@ class BatchStreams:
             if reason is not None:
                 self._metrics.stream_cutoffs.labels(reason).inc()
 
+        async def content(outlet: Outlet) -> None:
+            await self._serve(channel, outlet, Cursor(after, snapshot))
+
         return EventStream(
-            self.frames(batch_id, subscription, Cursor(after, snapshot)),
-            cut_off=subscription.cut_off,
-            on_shutdown=stop,
-            on_close=close,
-            headers=HEADERS,
-            sep="\n",
-            ping=settings.heartbeat_s,
-            ping_message_factory=_heartbeat,
-            send_timeout=settings.stream_send_timeout_s,
-            shutdown_grace_period=settings.shutdown_grace_s,
+            content, flusher=self._flusher, capacity=settings.stream_buffer, on_close=close, headers=HEADERS
         )
 
-    async def frames(self, batch_id: UUID, sub: Subscription, cursor: Cursor) -> AsyncGenerator[bytes, None]:
-        """What a stream writes from `cursor` on, one write per item; every event is counted, by name,
-        snapshots and the end included, once its write has been sent."""
-        delivered = self._metrics.events_delivered
-        counters: dict[str, Any] = {}  # `labels()` per event would cost more than the write
-        async with contextlib.aclosing(self._events(batch_id, sub, cursor)) as chunks:
-            async for chunk in chunks:
-                yield chunk.data
-                for name in chunk.names:
-                    counter = counters.get(name)
-                    if counter is None:
-                        counter = counters[name] = delivered.labels(name)
-                    counter.inc()
-
-    async def _events(self, batch_id: UUID, sub: Subscription, cursor: Cursor) -> AsyncGenerator[Chunk, None]:
-        interval = self._interval
-        if cursor.state is not None:
-            yield Chunk(frame(PROGRESS, cursor.state, event_id=cursor.seq, retry_ms=RETRY_MS), (PROGRESS,))
-            cursor.sent_progress_at = time.monotonic()
-            replay = self._catch_up(batch_id, cursor)
-        else:  # resumed: the replay comes first, and its snapshot after it
-            replay = _with_retry(self._catch_up(batch_id, cursor))
+    async def writes(self, batch_id: UUID, cursor: Cursor) -> AsyncGenerator[bytes, None]:
+        """What a stream from `cursor` writes, write by write, as sent through ASGI: a stream without a
+        socket, for code (and tests) in this process."""
+        channel = self._acquire(batch_id)
+        outlet = Outlet(self._flusher, None, self._settings.stream_buffer)
+        self._flusher.open(outlet)
+        task = asyncio.ensure_future(self._serve(channel, outlet, cursor))
+        task.add_done_callback(lambda _: outlet.close())
         try:
-            async for chunk in replay:
-                yield chunk
-            if cursor.dirty:
-                yield _progress(cursor)
-            while True:
-                # A snapshot sent alone is a write of its own to every stream, as dear as an item event: wait for
-                # the next event to carry it, for one more interval at most (bench/fanout.py counted them).
-                due = cursor.sent_progress_at + 2 * interval
-                timeout = max(0.0, due - time.monotonic()) if cursor.dirty else None
-                try:
-                    notice = await sub.get(timeout)
-                except SubscriptionCutOff:
-                    return  # counted by the transport, which also ends a stream blocked on a full socket
-                if notice is None:  # the coalescing delay is over
-                    yield _progress(cursor)
-                    continue
-                async for chunk in self._send_queued(batch_id, sub, cursor, notice):
-                    yield chunk
-        except _Ended:
-            return
+            while outlet.held or not outlet.done:
+                await outlet.wait()
+                if outlet.held:
+                    yield outlet.take()
+            if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+                raise error
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self._flusher.close(outlet)
+            self._release(channel)
 
-    async def _send_queued(
-        self, batch_id: UUID, sub: Subscription, cursor: Cursor, notice: Notice | Marker | None
-    ) -> AsyncIterator[Chunk]:
-        """`notice` and every notice queued behind it, as one write: a write per event per stream is what a
-        busy fan-out spends its time on (bench/fanout.py), and under load the queues hold several. Raises
-        `_Ended` after `batch.complete`, or when the server stops."""
-        writes = _Writes()
-        while notice is not None:
-            if isinstance(notice, Marker):
-                if writes:
-                    yield writes.take()
-                if notice is STOP:
-                    raise _Ended
-                async for chunk in self._catch_up(batch_id, cursor):
-                    yield chunk
-            else:
-                for event in notice.events:
-                    if event.seq <= cursor.seq:
-                        continue  # already sent (replayed, or caught up)
-                    if event.seq > cursor.seq + 1:
-                        if writes:
-                            yield writes.take()
-                        async for chunk in self._catch_up(batch_id, cursor):  # a notice went missing
-                            yield chunk
-                        continue
-                    if event.name == COMPLETE:
-                        if notice.state is not None:
-                            cursor.update(notice.state)
-                        _final(writes, cursor, event)
-                        yield writes.take()
-                        raise _Ended
-                    writes.add(event.name, event.frame)
-                    cursor.seq = event.seq
-                # A notice can carry a snapshot older than the events already sent: it was queued while the
-                # stream caught up from the log, or it arrived late (workers publish on their own connections,
-                # so out of order). Keep a snapshot only from the notice of the last event sent, or counts
-                # would step back.
-                if notice.state is not None and (not notice.events or notice.events[-1].seq == cursor.seq):
-                    cursor.update(notice.state)
-            notice = sub.get_nowait()
-        if cursor.dirty and time.monotonic() - cursor.sent_progress_at >= self._interval:
-            writes.add(PROGRESS, _progress(cursor).data)
-        if writes:
-            yield writes.take()
+    def following(self, batch_id: UUID) -> int:
+        """Streams of this batch in the live fan-out (past their replay)."""
+        channel = self._channels.get(batch_id)
+        return 0 if channel is None else len(channel.members)
+
+    # --- the live fan-out: one subscription per batch, one pass over its streams per flush --------------
+
+    def _acquire(self, batch_id: UUID) -> _Channel:
+        channel = self._channels.get(batch_id)
+        if channel is None:
+            channel = self._channels[batch_id] = _Channel(self, batch_id)
+        channel.refs += 1
+        channel.sub.members = channel.refs
+        return channel
+
+    def _release(self, channel: _Channel) -> None:
+        channel.refs -= 1
+        channel.sub.members = channel.refs
+        if channel.refs <= 0:
+            self._drop(channel)
+
+    def _drop(self, channel: _Channel) -> None:
+        channel.sub.close()
+        channel.closed = True
+        if channel._filling is not None:
+            channel._filling.cancel()
+        if self._channels.get(channel.batch_id) is channel:
+            del self._channels[channel.batch_id]
+        self._active.discard(channel)
+
+    def _wanted(self, channel: _Channel) -> None:
+        self._active.add(channel)
+        self._flusher.request()
+
+    def _flush(self, now: float) -> bool:
+        active, self._active = self._active, set()
+        counts: Counter[str] = Counter()
+        for channel in active:
+            if channel.flush(now, self._interval, counts):
+                self._active.add(channel)
+        delivered = self._delivered
+        for name, n in counts.items():
+            counter = delivered.get(name)
+            if counter is None:
+                counter = delivered[name] = self._metrics.events_delivered.labels(name)
+            counter.inc(n)
+        return bool(self._active)
+
+    # --- one stream: what it sends before it joins the fan-out, and whenever it falls out of step ----------
+
+    async def _serve(self, channel: _Channel, outlet: Outlet, cursor: Cursor) -> None:
+        """Sends the opening snapshot and the replay, then hands the stream to its channel; catches up again
+        from the log whenever the channel says it is out of step (a hole, a lost peer connection)."""
+        member = _Member(outlet, cursor.sent_progress_at)
+        counts: Counter[str] = Counter()
+
+        def send(chunk: Chunk) -> None:
+            outlet.write(chunk.data, len(chunk.names))
+            counts.update(chunk.names)
+
+        try:
+            if cursor.state is not None:
+                send(Chunk(frame(PROGRESS, cursor.state, event_id=cursor.seq, retry_ms=RETRY_MS), (PROGRESS,)))
+                cursor.sent_progress_at = time.monotonic()
+                cursor.dirty = False
+                replay = self._catch_up(channel.batch_id, cursor)
+            else:  # resumed: the replay comes first, and its snapshot after it
+                replay = _with_retry(self._catch_up(channel.batch_id, cursor))
+            while not outlet.done:
+                async for chunk in replay:
+                    send(chunk)
+                if outlet.done:
+                    return
+                if channel.closed or not channel.can_join(cursor.seq):
+                    replay = self._catch_up(channel.batch_id, cursor)  # the fan-out went past it meanwhile
+                    continue
+                if cursor.dirty:
+                    send(_progress(cursor))
+                member.seq, member.progress_at = cursor.seq, cursor.sent_progress_at
+                member.progress_state = cursor.state if cursor.dirty is False else None
+                channel.join(member)
+                self._count(counts)
+                await member.out_of_step()
+                channel.leave(member)
+                if outlet.done:
+                    return
+                # Out of step: from where the fan-out left it.
+                cursor.seq, cursor.sent_progress_at = member.seq, member.progress_at
+                cursor.state, cursor.dirty = None, False
+                replay = self._catch_up(channel.batch_id, cursor)
+        except _Ended:
+            outlet.close()
+        finally:
+            channel.leave(member)
+            self._count(counts)
+
+    def _count(self, counts: Counter[str]) -> None:
+        delivered = self._metrics.events_delivered
+        for name, n in counts.items():
+            delivered.labels(name).inc(n)
+        counts.clear()
 
     async def _catch_up(self, batch_id: UUID, cursor: Cursor) -> AsyncIterator[Chunk]:
         """Everything in the log after the cursor, and the current snapshot into the cursor (dirty only if
@@ -327,9 +365,227 @@ class BatchStreams:
             return await reads.log_after(session, batch_id, after, limit=REPLAY_PAGE)
 
 
-def _heartbeat() -> ServerSentEvent:
+class _Member:
+    """A stream in its channel's fan-out: the last seq it was sent, and when and which snapshot it was sent;
+    put out of step (`wake`), its task catches up from the log."""
+
+    __slots__ = ("_waiter", "outlet", "progress_at", "progress_state", "seq")
+
+    def __init__(self, outlet: Outlet, progress_at: float) -> None:
+        self.outlet = outlet
+        self.progress_at = progress_at
+        self.seq = 0
+        self.progress_state: str | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def out_of_step(self) -> None:
+        """Until the channel puts this stream out of step (the transport cancels it when the stream ends)."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
+class _Channel:
+    """One batch's live fan-out on this process: its notices, taken once (a bus listener), and its streams.
+
+    Between two flushes the channel gathers the events that follow `base` in order; at the flush, every
+    stream that was sent up to `base` gets the same bytes (joined and framed once), with the latest snapshot
+    when its own is due. A stream elsewhere gets the part after its seq; one behind `base` is put out of
+    step: its task catches up from the log and joins again. Notices come out of order (two transactions
+    publish in the order their commits return, not that of their seqs): an event past a hole waits for it,
+    and when the hole stays open for `HOLE_WAIT_S`, or after `RESYNC`, the channel reads the log once for
+    all its streams (a read per stream, at 1 000 streams, is what bench/fanout.py's profile showed)."""
+
+    def __init__(self, streams: BatchStreams, batch_id: UUID) -> None:
+        self.streams = streams
+        self.batch_id = batch_id
+        self.members: set[_Member] = set()
+        self.refs = 0
+        self.closed = False
+        self.base: int | None = None  # the last seq flushed (None: no notice yet, or after a miss)
+        self.events: list[LoggedEvent] = []  # after `base`, in order, with no hole
+        self.state: str | None = None  # the latest snapshot, as of `state_seq`
+        self.state_seq = -1
+        self._progress: tuple[str, int, bytes] | None = None
+        self.ahead: dict[int, LoggedEvent] = {}  # events past a hole, until it is filled
+        self.hole_since: float | None = None
+        self._filling: asyncio.Task[None] | None = None
+        self.sub = streams._bus.subscribe(str(batch_id), self.offer)
+
+    @property
+    def head(self) -> int | None:
+        return None if self.base is None else self.base + len(self.events)
+
+    def can_join(self, seq: int) -> bool:
+        return self.base is None or seq >= self.base
+
+    def join(self, member: _Member) -> None:
+        self.members.add(member)
+        if self.state is not None:
+            self.streams._wanted(self)  # its snapshot may be owed
+
+    def leave(self, member: _Member) -> None:
+        self.members.discard(member)
+
+    def offer(self, notice: Notice | Marker) -> None:
+        if isinstance(notice, Marker):
+            if notice is RESYNC:
+                if self.base is None:
+                    self._out_of_step(None)  # nothing to read the log after: each stream reads it
+                else:
+                    self._fill()
+            return
+        for event in notice.events:
+            self._take(event)
+        # A notice can carry a snapshot older than the events already gathered (workers publish on their own
+        # connections, so out of order): keep the one of the latest event.
+        if notice.state is not None:
+            seq = notice.events[-1].seq if notice.events else self.head
+            if seq is not None and seq >= self.state_seq:
+                self.state, self.state_seq = notice.state, seq
+        self.streams._wanted(self)
+
+    def _take(self, event: LoggedEvent) -> None:
+        head = self.head
+        if head is None:
+            self.base = event.seq - 1
+        elif event.seq <= head:
+            return
+        elif event.seq > head + 1:
+            self.ahead[event.seq] = event
+            if self.hole_since is None:
+                self.hole_since = time.monotonic()
+            return
+        self.events.append(event)
+        if self.ahead:
+            seq = event.seq + 1
+            while (later := self.ahead.pop(seq, None)) is not None:
+                self.events.append(later)
+                seq += 1
+            if not self.ahead:
+                self.hole_since = None
+
+    def _fill(self) -> None:
+        """Reads the log after `head` once for every stream (a hole that stayed open, or `RESYNC`)."""
+        if self._filling is None and not self.closed:
+            self._filling = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            after = self.head
+            if after is None:
+                return
+            batch, events = await _uncancelled(self.streams._read_log(self.batch_id, after))
+            if batch is None or self.closed or self.head is None:
+                return
+            if after < batch.pruned_through:
+                self._out_of_step(None)  # each stream gets its `batch.reset`
+                return
+            for event in events:
+                self._take(event)
+            if events and events[-1].seq == batch.last_seq and batch.last_seq >= self.state_seq:
+                self.state, self.state_seq = snapshot_of(batch).to_json(), batch.last_seq
+            self.hole_since = time.monotonic() if self.ahead else None
+            self.streams._wanted(self)
+        finally:
+            self._filling = None
+
+    def _out_of_step(self, base: int | None) -> None:
+        self.base, self.events = base, []
+        self.ahead, self.hole_since = {}, None
+        self.state, self.state_seq = None, -1
+        for member in tuple(self.members):
+            self.leave(member)
+            member.wake()
+
+    def _progress_frame(self, seq: int) -> bytes:
+        """The latest snapshot under `seq`, encoded once per process."""
+        state = self.state
+        assert state is not None
+        cached = self._progress
+        if cached is None or cached[0] is not state or cached[1] != seq:
+            cached = self._progress = (state, seq, frame(PROGRESS, state, event_id=seq))
+        return cached[2]
+
+    def flush(self, now: float, interval: float, counts: Counter[str]) -> bool:
+        """Writes what each stream is owed; True while some stream still waits for a snapshot."""
+        if self.hole_since is not None and now - self.hole_since >= HOLE_WAIT_S:
+            self._fill()
+        events, base = self.events, self.base
+        if base is None:
+            return False  # nothing known to send since the channel missed notices
+        self.base, self.events = base + len(events), []
+        complete = next((i for i, e in enumerate(events) if e.name == COMPLETE), None)
+        if complete is not None:
+            events = events[: complete + 1]
+        end = base + len(events)
+        state_known = self.state is not None
+        chunks: dict[tuple[int, bool], Chunk] = {}
+        uses: Counter[tuple[int, bool]] = Counter()
+        owed = False
+        for member in tuple(self.members):
+            start = member.seq - base
+            if start < 0:  # behind what the channel holds: it reads the log
+                self.leave(member)
+                member.wake()
+                continue
+            if start < len(events):
+                last = end if complete is None else end - 1
+                due = now - member.progress_at >= interval
+                with_progress = state_known and self.state_seq == last and due and complete is None
+                key = (start, with_progress)
+                chunk = chunks.get(key)
+                if chunk is None:
+                    chunk = chunks[key] = self._chunk(events[start:], with_progress, last)
+                member.outlet.write(chunk.data, len(chunk.names))
+                uses[key] += 1
+                member.seq = end
+                if with_progress or complete is not None:
+                    member.progress_at, member.progress_state = now, self.state
+                if complete is not None:
+                    member.outlet.close()
+                    self.leave(member)
+                    continue
+            if state_known and self.state_seq == member.seq and member.progress_state != self.state:
+                if now - member.progress_at >= 2 * interval:
+                    data = self._progress_frame(member.seq)
+                    member.outlet.write(data)
+                    counts[PROGRESS] += 1
+                    member.progress_at, member.progress_state = now, self.state
+                else:
+                    owed = True
+        for key, n in uses.items():
+            for name in chunks[key].names:
+                counts[name] += n
+        if complete is not None:
+            self.streams._drop(self)
+            for member in tuple(self.members):  # none should be left: any that is reads its end from the log
+                self.leave(member)
+                member.wake()
+            return False
+        return owed or bool(self.ahead)
+
+    def _chunk(self, events: list[LoggedEvent], with_progress: bool, last: int) -> Chunk:
+        writes = _Writes()
+        for event in events:
+            if event.name == COMPLETE:
+                if self.state is not None:  # the last snapshot, right before the end
+                    writes.add(PROGRESS, self._progress_frame(event.seq - 1))
+            writes.add(event.name, event.frame)
+        if with_progress:
+            writes.add(PROGRESS, self._progress_frame(last))
+        return writes.take()
+
+
+def _heartbeat() -> bytes:
     # No id: EventSource would keep its last id anyway, and a heartbeat is not progress.
-    return ServerSentEvent(data=Heartbeat(timestamp=iso(utcnow())).to_json(), event="heartbeat", sep="\n")
+    return frame("heartbeat", Heartbeat(timestamp=iso(utcnow())).to_json())
 
 
 class _Ended(Exception):

@@ -7,13 +7,16 @@ the news attached: the event log stays the truth, and a subscriber that may have
 
 Each subscriber has a bounded queue filled with `put_nowait`. A subscriber whose queue is full is cut
 off (its stream ends and the client resumes from its last id) instead of growing memory or making the
-publisher wait for it, which would stall every other stream (docs/stack-notes.md).
+publisher wait for it, which would stall every other stream (docs/stack-notes.md). A subscriber may instead
+give a `listener`, called with each notice as it is delivered (no queue, no task woken): the fan-out of
+batches/stream.py takes a topic's notices this way once for all its streams of the process, and says how
+many streams that subscription stands for (`members`), which is what `subscriber_count` counts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Protocol
 
@@ -33,14 +36,21 @@ class SubscriptionCutOff(Exception):
 
 
 class Subscription:
-    def __init__(self, bus: LocalBus, topic: str, capacity: int) -> None:
+    def __init__(
+        self, bus: LocalBus, topic: str, capacity: int, listener: Callable[[Notice | Marker], None] | None = None
+    ) -> None:
         self.topic = topic
         self._bus = bus
         self._queue: asyncio.Queue[Notice | Marker] = asyncio.Queue(capacity)
+        self._listener = listener
         self.cut_off = asyncio.Event()
         self.closed = False
+        self.members = 1  # the streams this subscription stands for
 
     def offer(self, item: Notice | Marker) -> bool:
+        if self._listener is not None:
+            self._listener(item)
+            return True
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -82,7 +92,7 @@ class Bus(Protocol):
     @property
     def subscriber_count(self) -> int: ...
 
-    def subscribe(self, topic: str) -> Subscription: ...
+    def subscribe(self, topic: str, listener: Callable[[Notice | Marker], None] | None = None) -> Subscription: ...
 
     async def publish(self, notices: Sequence[Notice]) -> None: ...
 
@@ -101,10 +111,11 @@ class LocalBus:
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(subs) for subs in self._topics.values())
+        return sum(sub.members for subs in self._topics.values() for sub in subs)
 
-    def subscribe(self, topic: str) -> Subscription:
-        sub = Subscription(self, topic, self.capacity)
+    def subscribe(self, topic: str, listener: Callable[[Notice | Marker], None] | None = None) -> Subscription:
+        """`listener`: called with each notice (and marker) instead of queueing it; it must not block."""
+        sub = Subscription(self, topic, self.capacity, listener)
         self._topics.setdefault(topic, set()).add(sub)
         return sub
 

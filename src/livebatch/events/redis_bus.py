@@ -25,13 +25,13 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from livebatch.events.bus import LocalBus, Subscription
+from livebatch.events.bus import LocalBus, Marker, Subscription
 from livebatch.events.log import LoggedEvent, Notice
 
 logger = logging.getLogger("livebatch.bus")
@@ -114,8 +114,8 @@ class RedisBus:
     def subscriber_count(self) -> int:
         return self.local.subscriber_count
 
-    def subscribe(self, topic: str) -> Subscription:
-        return self.local.subscribe(topic)
+    def subscribe(self, topic: str, listener: Callable[[Notice | Marker], None] | None = None) -> Subscription:
+        return self.local.subscribe(topic, listener)
 
     async def publish(self, notices: Sequence[Notice]) -> None:
         for notice in notices:

@@ -37,7 +37,7 @@ from livebatch.generation.providers import GenerationError, ItemRequest, Provide
 from livebatch.generation.queue import ItemQueue, TaskQueue
 from livebatch.generation.sweeper import Sweeper
 from livebatch.metrics import Metrics
-from livebatch.uow import Transactions
+from livebatch.uow import Transactions, UnitOfWork
 
 logger = logging.getLogger("livebatch.worker")
 
@@ -163,18 +163,19 @@ class Worker:
             async with self.slots:
                 if not self.accepting:
                     return  # the process is stopping: the item is handed back, not started
-                async with self.transactions.begin() as uow:
-                    outcome = await work.claim_item(
-                        uow, item_id, now=self.now(), lease=self.lease, owner=self.owner.name
-                    )
-                    if isinstance(outcome, Claim):
-                        await uow.commit()
+                outcome = await self.transactions.apply(lambda uow: self._claim(uow, item_id))
                 if isinstance(outcome, Claim):
                     await self.attempt(outcome)
                     return
             if not isinstance(outcome, NotYet):
                 return
             await asyncio.sleep(max(0.0, (outcome.at - self.now()).total_seconds()))
+
+    async def _claim(self, uow: UnitOfWork, item_id: UUID) -> Claim | NotYet | None:
+        outcome = await work.claim_item(uow, item_id, now=self.now(), lease=self.lease, owner=self.owner.name)
+        if isinstance(outcome, Claim):
+            await uow.commit()
+        return outcome
 
     async def attempt(self, claim: Claim) -> None:
         """Generates the claimed item and records the outcome; the lease is renewed meanwhile."""
@@ -230,12 +231,7 @@ class Worker:
         # A database that is briefly away must not lose a finished generation: retry the short transaction.
         for delay in (0.2, 0.5, 1.0, 2.0, 4.0, None):
             try:
-                async with self.transactions.begin() as uow:
-                    if question is not None:
-                        await work.complete_item(uow, claim, question, now=self.now(), charge=used)
-                    elif failure is not None:
-                        await work.fail_item(uow, claim, failure, policy=self.retry_policy, now=self.now())
-                    await uow.commit()
+                await self.transactions.apply(lambda uow: self._outcome(uow, claim, question, failure, used))
                 return
             except Exception:
                 if delay is None:
@@ -243,6 +239,15 @@ class Worker:
                     return
                 logger.warning("recording item %s failed; retrying in %ss", claim.item_id, delay, exc_info=True)
                 await asyncio.sleep(delay)
+
+    async def _outcome(
+        self, uow: UnitOfWork, claim: Claim, question: Question | None, failure: Failure | None, used: Charge | None
+    ) -> None:
+        if question is not None:
+            await work.complete_item(uow, claim, question, now=self.now(), charge=used)
+        elif failure is not None:
+            await work.fail_item(uow, claim, failure, policy=self.retry_policy, now=self.now())
+        await uow.commit()
 
     @contextlib.contextmanager
     def _holding(self, item_id: UUID) -> Iterator[None]:
