@@ -198,16 +198,7 @@ def measure_livebatch(n: int, window: float, tmp: Path) -> tuple[Measured, list[
     api = f"http://127.0.0.1:{port}/api/v1/generation"
     with Server(["-m", "livebatch", "serve", "--port", str(port)], env, tmp / "serve.log", port) as server:
         http = httpx.Client(headers=headers, timeout=30)
-        body = {
-            "courseId": "course-uuid-1",
-            "targetCount": count,
-            "questionType": "single-best-answer",
-            "difficultyDistribution": {"easy": 30, "medium": 50, "hard": 20},
-        }
-        created = http.post(f"{api}/batch", json=body)
-        created.raise_for_status()
-        batch_id = created.json()["id"]
-        http.post(f"{api}/batch/{batch_id}/pause").raise_for_status()
+        batch_id = paused_batch(http, api, count)
         path = f"/api/v1/generation/batch/{batch_id}/progress"
         watch = CommitWatch(data / "livebatch.db")
 
@@ -288,6 +279,21 @@ async def _logged_events(settings: object, batch_id: str) -> dict[int, tuple[str
     finally:
         await db.dispose()
     return {seq: (name, payload, at.timestamp()) for seq, name, payload, at in rows}
+
+
+def paused_batch(http: httpx.Client, api: str, count: int) -> str:
+    """Creates a batch of `count` items and pauses it at once, so that streams open before its work starts."""
+    body = {
+        "courseId": "course-uuid-1",
+        "targetCount": count,
+        "questionType": "single-best-answer",
+        "difficultyDistribution": {"easy": 30, "medium": 50, "hard": 20},
+    }
+    created = http.post(f"{api}/batch", json=body)
+    created.raise_for_status()
+    batch_id = str(created.json()["id"])
+    http.post(f"{api}/batch/{batch_id}/pause").raise_for_status()
+    return batch_id
 
 
 # --- baseline -----------------------------------------------------------------------------------------------

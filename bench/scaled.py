@@ -35,6 +35,7 @@ from bench.fanout import (
     _measured,
     _raise_nofile,
     _read,
+    paused_batch,
 )
 from bench.scratch import _admin
 from livebatch.migrate import upgrade_async
@@ -114,16 +115,7 @@ def _measure(
 ) -> list[Figure]:
     api = f"http://127.0.0.1:{servers[0].port}/api/v1/generation"
     http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    body = {
-        "courseId": "course-uuid-1",
-        "targetCount": count,
-        "questionType": "single-best-answer",
-        "difficultyDistribution": {"easy": 30, "medium": 50, "hard": 20},
-    }
-    created = http.post(f"{api}/batch", json=body)
-    created.raise_for_status()
-    batch_id = created.json()["id"]
-    http.post(f"{api}/batch/{batch_id}/pause").raise_for_status()
+    batch_id = paused_batch(http, api, count)
     path = f"/api/v1/generation/batch/{batch_id}/progress"
     gens: list[subprocess.Popen[str]] = []
     for i, server in enumerate(servers):
