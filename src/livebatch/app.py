@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,8 +21,9 @@ from livebatch import __version__, operations
 from livebatch.batches import api as batches_api
 from livebatch.batches.stream import BatchStreams
 from livebatch.config import Settings
+from livebatch.db import is_read_only_error
 from livebatch.deps import WebParts
-from livebatch.errors import LivebatchError, PayloadTooLarge, error_body
+from livebatch.errors import LivebatchError, PayloadTooLarge, Unavailable, error_body
 from livebatch.events.transport import detachable, install_log_filter
 from livebatch.oidc import signin as oidc_signin
 from livebatch.oidc.provider import IdentityProvider
@@ -32,6 +34,9 @@ from livebatch.web import settings as settings_page
 from livebatch.webhooks import api as webhooks_api
 
 logger = logging.getLogger("livebatch.app")
+
+READ_ONLY_MESSAGE = "The database takes no changes right now (it is read-only); nothing was saved. Try again shortly."
+READ_ONLY_RETRY_AFTER_S = 5
 
 _HTTP_CODES = {
     400: "BAD_REQUEST",
@@ -142,6 +147,18 @@ def _add_error_handlers(app: FastAPI) -> None:
         if pages.is_page(request):
             return pages.error_page(request, 500, "Something went wrong on our side.")
         return JSONResponse(error_body("INTERNAL", "Something went wrong on our side."), status_code=500)
+
+    # A database error is answered here rather than by `_unexpected`: Starlette raises again what reaches
+    # that one, and uvicorn then closes the connection under a client that has its answer and may send
+    # the next request on it.
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> Response:
+        if not is_read_only_error(exc.orig):
+            return await _unexpected(request, exc)
+        logger.warning("a write refused on %s %s: the database is read-only", request.method, request.url.path)
+        answer = await _livebatch_error(request, Unavailable(READ_ONLY_MESSAGE))
+        answer.headers["Retry-After"] = str(READ_ONLY_RETRY_AFTER_S)
+        return answer
 
 
 def describe_validation(errors: Any) -> str:

@@ -78,11 +78,24 @@ async def _wait_ready(http: httpx.AsyncClient, status: int, timeout: float = 10)
             await asyncio.sleep(0.05)
 
 
-async def _budget_burst(http: httpx.AsyncClient, batch_id: str) -> list[int]:
+async def _budget_burst(http: httpx.AsyncClient, batch_id: str) -> list[httpx.Response]:
     """Writes at once, each on its own connection to the server and so to the database pool."""
     path = f"{BATCH}/{batch_id}/budget"
-    answers = await asyncio.gather(*(http.put(path, json={"tokens": 1000 + i}) for i in range(BURST)))
+    return await asyncio.gather(*(http.put(path, json={"tokens": 1000 + i}) for i in range(BURST)))
+
+
+def _codes(answers: list[httpx.Response]) -> list[int]:
     return [a.status_code for a in answers]
+
+
+def _assert_refused_in_words(answers: list[httpx.Response]) -> None:
+    """A write the read-only database refused is a 503 that says so, never a 500."""
+    refused = [a for a in answers if a.status_code == 503]
+    assert refused, _codes(answers)
+    for answer in refused:
+        assert answer.json()["error"]["code"] == "UNAVAILABLE", answer.text
+        assert "read-only" in answer.json()["error"]["message"], answer.text
+        assert answer.headers["retry-after"] == "5"
 
 
 @pytest.mark.usefixtures("embedded_only")
@@ -113,14 +126,19 @@ async def test_read_only_sqlite_files_are_not_ready_and_writes_recover_once_they
             try:
                 reason = await _wait_ready(http, 503)
                 assert "read-only" in reason, reason
-                await _budget_burst(http, batch_id)  # opens connections while the files are read-only
+                # Opens connections while the files are read-only. The two the pool opened before still
+                # write (chmod does not reach an open file); the others are refused in words, and the
+                # connection each came on stays open for the next request.
+                answers = await _budget_burst(http, batch_id)
+                assert set(_codes(answers)) <= {200, 503}, server.log()
+                _assert_refused_in_words(answers)
                 assert (await _ready(http))[0] == 503
             finally:
                 _set_read_only(path, False)
 
             await _wait_ready(http, 200)
             for _ in range(3):  # every pooled connection, used again
-                assert await _budget_burst(http, batch_id) == [200] * BURST, server.log()
+                assert _codes(await _budget_burst(http, batch_id)) == [200] * BURST, server.log()
             assert (await http.post(BATCH, json=batch_body(1))).status_code == 201
     finally:
         _set_read_only(path, False)
@@ -134,7 +152,7 @@ async def test_a_read_only_postgresql_is_not_ready_and_writes_recover_once_it_is
     """Sessions opened while the database's default is read-only stay read-only after it is lifted: like
     SQLite's connections, kept in the pool they would refuse writes for good."""
     name = database_url.rpartition("/")[2]
-    # The app in process, answering a failed write with its 500 rather than raising it into the test.
+    # The app in process, answering an unexpected error with its 500 rather than raising it into the test.
     transport = httpx.ASGITransport(app=create_app(parts=parts), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         client.headers.update(people["faculty"].headers)
@@ -155,11 +173,14 @@ async def _read_only_then_writable(client: httpx.AsyncClient, backend: Backend, 
         await asyncio.to_thread(_admin, backend.pg_admin_url, terminate)
         reason = await _wait_ready(client, 503)
         assert "read-only" in reason, reason
-        await _budget_burst(client, batch_id)  # fills the pool with read-only sessions
+        # Fills the pool with read-only sessions, every write refused in words.
+        answers = await _budget_burst(client, batch_id)
+        assert _codes(answers) == [503] * BURST
+        _assert_refused_in_words(answers)
     finally:
         lift = f"ALTER DATABASE {name} SET default_transaction_read_only = off"
         await asyncio.to_thread(_admin, backend.pg_admin_url, lift)
 
     await _wait_ready(client, 200)
     for _ in range(3):
-        assert await _budget_burst(client, batch_id) == [200] * BURST
+        assert _codes(await _budget_burst(client, batch_id)) == [200] * BURST
