@@ -13,7 +13,7 @@ from tests.web.helpers import api_feed, shown_feed, wait_for_rows
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
-FEED_SLICE = 100  # render.js
+FIRST_SLICE, FEED_SLICE = 30, 100  # render.js
 # The item indexes of the rows each task inserted into the feed, in order.
 RECORD_SLICES = """
 window.__slices = [];
@@ -27,7 +27,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
 
 async def test_a_long_feed_comes_newest_rows_first_a_slice_per_frame(site: Site) -> None:
-    count = FEED_SLICE + 30
+    count = FIRST_SLICE + FEED_SLICE + 20
     site.fake.default = "ok"  # answers at once: the batch is over in seconds
     batch_id = await site.create_batch(count)
     async with asyncio.timeout(60):
@@ -40,7 +40,10 @@ async def test_a_long_feed_comes_newest_rows_first_a_slice_per_frame(site: Site)
     await wait_for_rows(page, count)
 
     slices: list[list[int]] = await page.evaluate("window.__slices")
-    assert [sorted(s) for s in slices] == [list(range(30, count)), list(range(30))], "newest slice first"
+    # The rows come after the cards, in their own frames: the newest FIRST_SLICE, then FEED_SLICE at a time.
+    newest, older = count - FIRST_SLICE, count - FIRST_SLICE - FEED_SLICE
+    expected = [list(range(newest, count)), list(range(older, newest)), list(range(older))]
+    assert [sorted(s) for s in slices] == expected, "newest slice first"
     assert await shown_feed(page) == api_feed(detail), "every row once, in index order, as the API has it"
     # The feed follows the newest row: it shows at the bottom of the feed's box, however tall the rows not
     # drawn yet were guessed to be.

@@ -148,10 +148,17 @@ export function batchNews(before, batch, snapshot) {
   }
 }
 
+// Making a formatter costs more than a whole redraw of the progress page (Intl loads its data on first use;
+// `toLocaleString` makes one per call): it is made once, at the first call (page.js makes that call in a
+// task of its own, before the first draw).
+let whenFormat = null;
+
 /** A moment, in the reader's time zone: the one format of every page (`Feb 19, 2026, 12:00 PM`). */
 export function formatWhen(iso) {
   const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? "" : date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  if (Number.isNaN(date.getTime())) return "";
+  whenFormat ??= new Intl.DateTimeFormat([], { dateStyle: "medium", timeStyle: "short" });
+  return whenFormat.format(date);
 }
 
 /** The retry information of a failed row. */

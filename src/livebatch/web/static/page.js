@@ -12,7 +12,7 @@
 
 import { holdEta, smoothEta } from "./eta.js";
 import { createConfirm } from "./confirm.js";
-import { remainingMs } from "./format.js";
+import { formatWhen, remainingMs } from "./format.js";
 import { createGuardrails } from "./guardrails.js";
 import { createFailuresPanel } from "./failures.js";
 import { createNotifier } from "./notify.js";
@@ -54,6 +54,9 @@ const failures = createFailuresPanel(document.querySelector("#failures"), {
   retry: (body) => act("retry-failed", body),
 });
 const notifier = createNotifier(document.querySelector("#notify"));
+// The first time shown makes Intl's formatter (format.js), which costs more than the whole first draw:
+// made now, in a task of its own while the batch is fetched.
+setTimeout(() => formatWhen(new Date().toISOString()));
 
 function dispatch(action) {
   const next = reduce(state, action);

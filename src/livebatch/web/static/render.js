@@ -1,9 +1,10 @@
 // The progress page's DOM: BatchSummaryCard, BatchProgressBar, BatchItemFeed. Only this module touches
 // the document. It draws a state from reduce.js and changes only what changed: a feed row is created
 // once and updated in place when its entry changes (entries are immutable, so identity says it), which
-// keeps a 1000-item feed smooth. A long feed (a reload of a big batch) is inserted FEED_SLICE rows per
-// frame, newest first, so no frame is long and the rows in view come first: render() returns true
-// while rows are still to come. Everything from the server or the model is set as text, never markup.
+// keeps a 1000-item feed smooth. A long feed (a reload of a big batch) is inserted a slice per frame,
+// newest first, so no frame is long and the rows in view come first: the page's first frame with the
+// batch draws the cards alone (it lays the whole page out), the next FIRST_SLICE rows (more than the
+// feed's box shows), each later one FEED_SLICE. render() returns true while rows are still to come. Everything from the server or the model is set as text, never markup.
 // What the batch's status means (its words, whether it is over, which controls it allows) is the
 // server's, as the batch API sent it; only the wording of the notice and the ETA is this page's.
 
@@ -33,6 +34,7 @@ const CONNECTION_TEXT = {
 // control that took its place, else to the first one shown, else to the notice that says what happened.
 const FOCUS_NEXT = { pause: "resume", resume: "pause", "retry-failed": "pause", cancel: null };
 const NEAR_BOTTOM_PX = 24;
+export const FIRST_SLICE = 30;
 export const FEED_SLICE = 100;
 
 export function createView(root, handlers) {
@@ -116,10 +118,15 @@ export function createView(root, handlers) {
     renderConnection(state);
     renderSummary(state, now, eta);
     renderBar(state.snapshot);
-    const more = renderFeed(state);
     renderAnnouncement(state);
-    if (first) tools.fit(); // the feed's height, once the cards above it have theirs
-    return more;
+    if (first) {
+      // The page's first layout with the batch in it, alone in its frame: the feed's rows come from the
+      // next frame on, into a box as high as the cards above it leave room for.
+      show(el.feedEmpty, state.items.size === 0);
+      tools.fit();
+      return true;
+    }
+    return renderFeed(state);
   }
 
   /** Elapsed time and the time remaining (`eta`: eta.js's value to show), every second. */
@@ -144,7 +151,7 @@ export function createView(root, handlers) {
     text(el.target, `${batch.totalItems} items`);
     text(el.type, questionTypeLabel(batch.config && batch.config.questionType));
     text(el.mix, mixLabel(batch.config && batch.config.difficultyDistribution));
-    text(el.started, batch.startedAt ? localTime(batch.startedAt) : "Not yet");
+    text(el.started, batch.startedAt ? formatWhen(batch.startedAt) : "Not yet");
     text(el.throughput, rateText(batch, snapshot));
     tick(state, now, eta);
 
@@ -256,10 +263,11 @@ export function createView(root, handlers) {
         touched = true;
       }
     }
-    const more = fresh.length > FEED_SLICE;
+    const slice = rows.size === 0 ? FIRST_SLICE : FEED_SLICE;
+    const more = fresh.length > slice;
     if (fresh.length) {
       fresh.sort((a, b) => a.itemIndex - b.itemIndex);
-      insertRows(more ? fresh.slice(-FEED_SLICE) : fresh, state.expanded);
+      insertRows(more ? fresh.slice(-slice) : fresh, state.expanded);
       touched = true;
     }
     // With rows still to come, the next call diffs again (and inserts the next older slice).
@@ -430,16 +438,4 @@ function setAttr(node, name, value) {
 
 function show(node, visible) {
   if (node && node.hidden === visible) node.hidden = !visible;
-}
-
-// Formatting a time through Intl costs more than a whole redraw otherwise; the start time rarely changes.
-const localTimes = new Map();
-
-function localTime(iso) {
-  let words = localTimes.get(iso);
-  if (words === undefined) {
-    words = formatWhen(iso);
-    localTimes.set(iso, words);
-  }
-  return words;
 }
