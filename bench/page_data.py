@@ -78,7 +78,7 @@ async def write_finished_batch(db: Database, owner_id: UUID, count: int) -> UUID
         generated.append(
             {"id": generation_id, "item_id": item_id, "batch_id": batch_id, "idx": idx, "content": content}
         )
-        generated[-1]["created_at"] = end
+        generated[-1] |= {"answer": content["answer"], "created_at": end}
         begin_event = ItemStarted(item_id=str(item_id), item_index=idx, started_at=iso(begin))
         end_event = ItemCompleted(
             item_id=str(item_id),

@@ -9,7 +9,7 @@ def utcnow() -> datetime:
 
 def iso(moment: datetime) -> str:
     """`2026-02-19T12:00:05.123Z`: UTC, milliseconds, as the brief's payloads show time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").removesuffix("+00:00") + "Z"
 
 
 def iso_or_none(moment: datetime | None) -> str | None:

@@ -39,6 +39,7 @@ TABLES = {"users", "courses", "sign_in_links", "batch_jobs", "batch_items", "bat
 WEBHOOK_TABLES = {"webhooks", "webhook_deliveries"}
 WEBHOOK_REVISION = "0004_failures_and_webhooks"
 IDENTITY_REVISION = "0007_identity"
+ANSWER_REVISION = "0009_answer_index"
 
 
 def _postgres(admin_url: str, statement: str) -> None:
@@ -132,6 +133,13 @@ _BATCHES = table(
     *(column(name, Integer()) for name in ("failed_items", "in_progress_items", "cancelled_items", "last_seq")),
     column("active_ms", Integer()),
     column("completion_window", JSON()),
+    column("created_at", DateTime(timezone=True)),
+)
+_GENERATED = table(
+    "generated_items",
+    *(column(name, Uuid()) for name in ("id", "item_id", "batch_id")),
+    column("idx", Integer()),
+    column("content", JSON()),
     column("created_at", DateTime(timezone=True)),
 )
 _ITEMS = table(
@@ -349,5 +357,67 @@ async def test_the_hardening_revision_goes_down_and_up_again_keeping_users_and_i
             assert version == script.get_current_head() and drift == []
             rows = (await connection.execute(select(User.token_version))).scalars().all()
         assert rows == [0]
+    finally:
+        await db.dispose()
+
+
+async def test_the_answer_revision_fills_the_key_of_items_generated_before_it_and_goes_down_and_up_again(
+    fresh: tuple[dict[str, str], str],
+) -> None:
+    """The revision that keeps each generated item's key letter beside its content (`0009_answer_index`),
+    both ways on this backend's database: up fills it from the content of the items generated before it, so
+    that the batch's answer keys count them; down drops it and keeps every row."""
+    from livebatch.batches import reads, service
+    from livebatch.batches.models import Batch, Item
+    from livebatch.courses.service import seed_demo_courses
+    from livebatch.users.models import Role
+    from livebatch.users.service import ensure_user
+    from tests.batches.conftest import spec
+    from tests.checks import Unqueued
+
+    _, url = fresh
+    script = ScriptDirectory.from_config(alembic_config(url))
+    assert script.get_revision(ANSWER_REVISION).down_revision == "0008_hardening"
+    await upgrade_async(url)
+    db = Database(url)
+    try:
+        async with Unqueued(db).begin() as uow:
+            await seed_demo_courses(uow.session)
+            owner = await ensure_user(uow.session, "ada@uni.example", Role.faculty)
+            batch = await service.create_batch(uow, spec(3), owner=owner, limits=service.Limits(), now=owner.created_at)
+            await uow.commit()
+        async with db.session() as session:
+            items = (await session.execute(select(Item.id, Item.idx).where(Item.batch_id == batch.id))).all()
+
+        await asyncio.to_thread(downgrade, url, "0008_hardening")
+        keyed = ["B", "B", "D"]
+        async with db.engine.begin() as connection:
+            assert "answer" not in await connection.run_sync(_columns, "generated_items")
+            for (item_id, idx), letter in zip(sorted(items, key=lambda row: row[1]), keyed, strict=True):
+                await connection.execute(
+                    insert(_GENERATED).values(
+                        id=uuid4(),
+                        item_id=item_id,
+                        batch_id=batch.id,
+                        idx=idx,
+                        content={"answer": letter},
+                        created_at=datetime.now(UTC),
+                    )
+                )
+
+        await upgrade_async(url)
+        async with db.engine.connect() as connection:
+            _, version, drift = await connection.run_sync(_schema)
+        assert version == script.get_current_head() and drift == []
+        async with db.session() as session:
+            row = await session.get(Batch, batch.id)
+            assert row is not None
+            assert await reads.answer_keys_of(session, row) == {"A": 0, "B": 2, "C": 0, "D": 1, "E": 0}
+
+        await asyncio.to_thread(downgrade, url, "0008_hardening")
+        async with db.engine.connect() as connection:
+            assert "answer" not in await connection.run_sync(_columns, "generated_items")
+            count = (await connection.execute(text("SELECT count(*) FROM generated_items"))).scalar_one()
+        assert count == len(keyed)
     finally:
         await db.dispose()

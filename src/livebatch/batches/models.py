@@ -120,14 +120,21 @@ class Item(Base):
 
 
 class GeneratedItem(Base):
-    """A generated exam item; the unique `item_id` makes a second recording of one item impossible."""
+    """A generated exam item; the unique `item_id` makes a second recording of one item impossible.
+
+    `answer` is the key letter of `content`, kept beside it so that a batch's answer keys (asked with every
+    read of the batch) are counted from an index, not by reading every item's content."""
 
     __tablename__ = "generated_items"
-    __table_args__ = (Index("ix_generated_items_batch_idx", "batch_id", "idx"),)
+    __table_args__ = (
+        Index("ix_generated_items_batch_idx", "batch_id", "idx"),
+        Index("ix_generated_items_batch_answer", "batch_id", "answer"),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     item_id: Mapped[UUID] = mapped_column(ForeignKey("batch_items.id", ondelete="CASCADE"), unique=True)
     batch_id: Mapped[UUID] = mapped_column(ForeignKey("batch_jobs.id", ondelete="CASCADE"))
     idx: Mapped[int]
     content: Mapped[dict[str, Any]]
+    answer: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

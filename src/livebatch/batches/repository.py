@@ -95,7 +95,7 @@ async def insert_generated(
     now: datetime,
 ) -> None:
     values = {"id": generation_id, "item_id": item_id, "batch_id": batch_id, "idx": idx, "content": content}
-    await session.execute(insert(GENERATED).values(created_at=now, **values))
+    await session.execute(insert(GENERATED).values(answer=content.get("answer"), created_at=now, **values))
 
 
 async def generated_page(
@@ -113,8 +113,8 @@ async def generated_page(
 
 
 async def count_answer_keys(session: AsyncSession, batch_id: UUID) -> dict[str, int]:
-    """How many of the batch's generated items each letter keys (a scan of that batch's generated items)."""
-    key = GeneratedItem.content["answer"].as_string()
+    """How many of the batch's generated items each letter keys (from the batch-and-answer index)."""
+    key = GeneratedItem.answer
     stmt = select(key, func.count()).where(GeneratedItem.batch_id == batch_id).group_by(key)
     return {str(letter): int(n) for letter, n in (await session.execute(stmt)).all()}
 

@@ -17,6 +17,7 @@ from livebatch.batches.accounting import to_units
 from livebatch.batches.events import BatchProgressSnapshot, ErrorKind, PauseReason, WireModel, one_line
 from livebatch.batches.failures import FailureGroup
 from livebatch.batches.guards import ERROR_WINDOW, Budget, recent_failures
+from livebatch.batches.item_repository import FeedRow
 from livebatch.batches.models import Batch, GeneratedItem, Item
 from livebatch.batches.progress import run_rate_per_minute
 from livebatch.batches.questions import LABELS, Difficulty, Label, Option, Question
@@ -198,7 +199,7 @@ class FeedEntry(WireModel):
     timestamp: str
 
     @classmethod
-    def of(cls, item: Item, batch_status: BatchStatus) -> FeedEntry:
+    def of(cls, item: FeedRow | Item, batch_status: BatchStatus) -> FeedEntry:
         """The item's row: what its last event said, with what its batch did since (a failed batch retries
         nothing until "Retry failed", so a row that was waiting for a retry is `stopped`)."""
         status = item.status
