@@ -22,6 +22,7 @@ The SSE transport (cut-offs, shutdown) is events/transport.py; this module is th
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
@@ -168,7 +169,8 @@ class BatchStreams:
                 # A finished batch's last event is its `batch.complete`: a new viewer gets that, then the end.
                 after = batch.last_seq - 1 if finished else batch.last_seq
             # The row is the batch as of its last event: a snapshot as of `after` only when that is the same.
-            snapshot = snapshot_of(batch).to_json() if after == batch.last_seq else None
+            # Interned: the streams opened on one batch at one event share the text instead of a copy each.
+            snapshot = sys.intern(snapshot_of(batch).to_json()) if after == batch.last_seq else None
         too_many = TooManyStreams(f"You have {settings.max_streams_per_user} progress streams open; close one first.")
         if self._open[user.id] >= settings.max_streams_per_user:
             raise too_many
@@ -182,6 +184,7 @@ class BatchStreams:
         self._open[user.id] += 1
         self._metrics.open_streams.inc()
         closed = False
+        user_id = user.id  # not the user: the row (and what its session loaded) would live as long as the stream
 
         def close(reason: str | None) -> None:
             # Once per stream, whoever ended it; its slot among every instance's streams goes back too.
@@ -191,10 +194,10 @@ class BatchStreams:
             closed = True
             self._release(channel)
             if self._slots is not None and slot is not None:
-                self._slots.release(str(user.id), slot)
-            self._open[user.id] -= 1
-            if self._open[user.id] <= 0:
-                del self._open[user.id]
+                self._slots.release(str(user_id), slot)
+            self._open[user_id] -= 1
+            if self._open[user_id] <= 0:
+                del self._open[user_id]
             self._metrics.open_streams.dec()
             if reason is not None:
                 self._metrics.stream_cutoffs.labels(reason).inc()
@@ -309,6 +312,7 @@ class BatchStreams:
                 member.progress_state = cursor.state if cursor.dirty is False else None
                 channel.join(member)
                 self._count(counts)
+                del replay  # spent: an idle stream keeps nothing it will not use again
                 await member.out_of_step()
                 channel.leave(member)
                 if outlet.done:

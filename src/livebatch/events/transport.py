@@ -336,6 +336,7 @@ class EventStream(Response):
             await response.send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
+            self.raw_headers = []  # sent: not kept for the stream's whole life
             if scope.get("method", "GET").upper() == "HEAD":  # headers only: a stream on HEAD never ends
                 await response.send({"type": "http.response.body", "body": b"", "more_body": False})
                 self._on_close(None)
@@ -401,13 +402,15 @@ async def detachable(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -
         await app(scope, receive, send)
         return
     detached: list[EventStream] = []
-    server_keys = set(scope)
+    server_keys = frozenset(scope)
     scope[RAW_SEND], scope[DETACHED] = send, detached
     await app(scope, receive, send)
     if detached:
-        # What the app added to the scope (its exit stacks, route, state) is not the stream's to keep.
+        # What the app added to the scope (its exit stacks, route, state) is not the stream's to keep; nor is
+        # the set of the server's keys, for the stream's whole life in this frame.
         for key in set(scope) - server_keys - {RAW_SEND}:
             del scope[key]
+        del server_keys
         await detached[0].run(scope, receive, send)
 
 
