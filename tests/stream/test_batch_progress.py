@@ -53,6 +53,9 @@ SSE_HEADERS = {
 }
 
 
+HELD = 200  # items of the batch paused before its stream opens
+
+
 @pytest.fixture
 async def http(served: Served) -> AsyncIterator[httpx.AsyncClient]:
     async with served.http() as client:
@@ -105,9 +108,10 @@ async def test_creates_sse_connection_with_correct_headers(served: Served, http:
 
 
 async def test_emits_batch_progress_events_with_current_snapshot(http: httpx.AsyncClient, served_db: Database) -> None:
-    batch = await create_batch(http, 40)
-    # Held until the stream is open, so that a first connection (no id: every snapshot exact) finds it running
+    # Big enough that it is still running when the pause lands (40 items were sometimes done by then), and
+    # held until the stream is open, so that a first connection (no id: every snapshot exact) finds it running
     # and sees it through, however busy the machine.
+    batch = await create_batch(http, HELD)
     assert (await control(http, batch["id"], "pause")).status_code == 200
 
     resumed: list[str] = []
@@ -126,7 +130,7 @@ async def test_emits_batch_progress_events_with_current_snapshot(http: httpx.Asy
         assert set(snapshot) == SNAPSHOT
         assert snapshot["batchId"] == batch["id"]
         # Each snapshot is the batch as of the event whose id it carries: counts from the log agree.
-        assert {k: snapshot[k] for k in expected_counts(log, seq, 40)} == expected_counts(log, seq, 40)
+        assert {k: snapshot[k] for k in expected_counts(log, seq, HELD)} == expected_counts(log, seq, HELD)
         assert isinstance(snapshot["throughputRate"], float)
         assert isinstance(snapshot["estimatedTimeRemainingMs"], int)
     # Coalesced: never more snapshots than there were changes to describe (plus connect and end).
@@ -134,7 +138,7 @@ async def test_emits_batch_progress_events_with_current_snapshot(http: httpx.Asy
     # The one sent right before `batch.complete` is the final state, which the REST resource also shows.
     assert received.events[-2].event == "batch.progress"
     final = snapshots[-1][1]
-    assert final["completedItems"] == 40 and final["percentage"] == 100 and final["pendingItems"] == 0
+    assert final["completedItems"] == HELD and final["percentage"] == 100 and final["pendingItems"] == 0
     detail = (await http.get(f"/api/v1/generation/batch/{batch['id']}")).json()
     assert detail["snapshot"] == final
     # A new viewer of the finished batch is shown that same snapshot first.
