@@ -9,6 +9,7 @@ import pytest
 
 from livebatch.db import Database
 from tests.conftest import Backend
+from tests.fakes.llm_server import FakeLLM
 from tests.stream.servers import Served, serve
 
 
@@ -45,3 +46,11 @@ def constrained(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> I
 async def served_db(served: Served) -> AsyncIterator[Database]:
     async with served.database() as db:
         yield db
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeLLM]:
+    """The provider of the modules' scripted servers: a real local server speaking OpenAI's protocol."""
+    llm = FakeLLM().start()
+    yield llm
+    llm.stop()

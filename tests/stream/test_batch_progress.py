@@ -63,13 +63,6 @@ async def http(served: Served) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="module")
-def fake_llm() -> Iterator[FakeLLM]:
-    llm = FakeLLM().start()
-    yield llm
-    llm.stop()
-
-
-@pytest.fixture(scope="module")
 def scripted(backend: Backend, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Iterator[Served]:
     """A server whose provider is the fake LLM: one item at a time, each answer as the test scripts it."""
     with serve(

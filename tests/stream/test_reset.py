@@ -39,13 +39,6 @@ async def prune_now(db: Database, batch_id: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def fake_llm() -> Iterator[FakeLLM]:
-    llm = FakeLLM().start()
-    yield llm
-    llm.stop()
-
-
-@pytest.fixture(scope="module")
 def server(backend: Backend, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Iterator[Served]:
     with serve(
         backend,

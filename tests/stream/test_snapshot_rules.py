@@ -22,13 +22,6 @@ COUNTS = ("completedItems", "failedItems", "inProgressItems", "pendingItems", "c
 
 
 @pytest.fixture(scope="module")
-def fake_llm() -> Iterator[FakeLLM]:
-    llm = FakeLLM().start()
-    yield llm
-    llm.stop()
-
-
-@pytest.fixture(scope="module")
 def slow(backend: Backend, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLLM) -> Iterator[Served]:
     """One item at a time from the fake LLM, which may take its time: an answer the test holds (`timeout:S`)
     keeps its item in progress for S seconds, so nothing completes until the test has looked."""
